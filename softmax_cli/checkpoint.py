@@ -1,0 +1,140 @@
+"""Checkpoints: one ``.npz`` holding a model, its preprocessing and its metadata, no pickle.
+
+Arrays: ``W0, b0, W1, b1, ...`` (the MLP's parameters), ``input_offset`` and ``input_scale``
+(the :class:`~softmax_cli.data.Preprocessor`), and ``metadata``: a 0-d unicode array holding
+one JSON object (format, package version, layer sizes, activation, dtype, class names, image
+shape, preprocessing, the resolved config, metrics). Files are written to a temporary file in
+the same directory and renamed, so a reader never sees half a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .data.prepare import Preprocessor
+from .errors import UserError
+from .nn import MLP
+
+FORMAT = "softmax-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model, the preprocessing and the metadata dict."""
+
+    model: MLP
+    preprocessor: Preprocessor
+    meta: dict
+    path: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        return tuple(self.meta["image_shape"])
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: MLP, preprocessor: Preprocessor, meta: dict) -> None:
+    """Write ``model``, ``preprocessor`` and ``meta`` (JSON-serialisable) to ``path`` atomically.
+
+    The format fields (``format``, ``format_version``, ``package_version``) and the model's
+    architecture (``sizes``, ``activation``, ``dtype``) and preprocessing are added to
+    ``meta`` here; the caller gives classes, image shape, config and metrics.
+    """
+    meta = dict(meta)
+    meta.update(format=FORMAT, format_version=FORMAT_VERSION, package_version=__version__,
+                model={"sizes": model.sizes, "activation": model.activation, "dtype": model.dtype.name},
+                preprocessing={"pixel_max": preprocessor.pixel_max, "normalize": preprocessor.normalize})
+    arrays = {f"{kind}{i // 2}": p for i, (kind, p) in enumerate(zip("Wb" * model.n_layers, model.params))}
+    arrays.update(input_offset=preprocessor.offset, input_scale=preprocessor.scale,
+                  metadata=np.array(json.dumps(meta)))
+    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint written by :func:`save_checkpoint`, with ``allow_pickle=False``.
+
+    Raises:
+        UserError: the file is missing, not an ``.npz`` archive, holds object (pickled)
+            arrays, lacks the metadata or parameters, or has inconsistent shapes.
+    """
+    path = Path(path)
+
+    def bad(why: str) -> UserError:
+        return UserError(f"{path}: not a softmax checkpoint ({why})")
+
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a .npz checkpoint")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise bad("a single .npy array, not an .npz archive")
+            arrays = {name: npz[name] for name in npz.files}
+    except UserError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise bad("it holds pickled object arrays, which are never loaded") from None
+        raise bad(str(exc)) from None
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise bad(f"not a readable .npz archive: {exc}") from None
+
+    if "metadata" not in arrays or arrays["metadata"].dtype.kind != "U" or arrays["metadata"].ndim != 0:
+        raise bad("no metadata string")
+    try:
+        meta = json.loads(str(arrays["metadata"]))
+    except json.JSONDecodeError as exc:
+        raise bad(f"metadata is not JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad("metadata has no 'format: softmax-checkpoint'")
+    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
+        raise UserError(f"{path}: checkpoint format version {meta.get('format_version')!r} is newer "
+                        f"than this softmax ({__version__}) reads ({FORMAT_VERSION}); upgrade softmax")
+    missing = [key for key in ("model", "preprocessing", "classes", "image_shape", "config") if key not in meta]
+    if missing:
+        raise bad(f"metadata lacks {', '.join(missing)}")
+    try:
+        sizes, activation, dtype = (meta["model"][k] for k in ("sizes", "activation", "dtype"))
+        n_layers = len(sizes) - 1
+        params = [arrays[f"{kind}{l}"] for l in range(n_layers) for kind in "Wb"]
+        pre = Preprocessor(arrays["input_offset"], arrays["input_scale"],
+                           float(meta["preprocessing"]["pixel_max"]), meta["preprocessing"]["normalize"])
+    except (KeyError, TypeError) as exc:
+        raise bad(f"missing {exc}") from None
+    try:
+        model = MLP(sizes, activation, dtype=dtype, params=params)
+    except (ValueError, TypeError) as exc:
+        raise bad(str(exc)) from None
+    d = sizes[0]
+    if pre.offset.shape != (d,) or pre.scale.shape != (d,) or len(meta["classes"]) != sizes[-1]:
+        raise bad("preprocessing or class names do not match the layer sizes")
+    return Checkpoint(model=model, preprocessor=pre, meta=meta, path=path)

@@ -1,0 +1,253 @@
+"""The ``softmax`` command line: parse, call, print.
+
+Results go to stdout, progress and messages to stderr. Exit codes: 0 ok, 1 failure while
+running, 2 bad usage or bad input (one line naming the file and the problem), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and run MLP classifiers for MNIST-style images.")
+
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _handle_errors(func):
+    """Turn expected failures into one stderr line and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            _err(f"softmax: error: {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+        except FloatingPointError as exc:
+            _err(f"softmax: error: {exc}")
+            raise typer.Exit(EXIT_FAILURE) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            _err(f"softmax: error: {where}{exc.strerror or exc}")
+            raise typer.Exit(EXIT_FAILURE) from None
+        except KeyboardInterrupt:
+            _err("softmax: interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"softmax {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train, evaluate and run MLP classifiers for MNIST-style images."""
+
+
+SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as YAML; repeatable)."
+
+
+# ------------------------------------------------------------------------------ train
+@app.command()
+@_handle_errors
+def train(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False),
+          set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
+          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
+          as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")) -> None:
+    """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
+    from .config import load_config
+    from .training import make_run_dir, prepare_data, train as run_training
+
+    cfg = load_config(config, set_)
+    data = prepare_data(cfg)                   # bad data fails here, before a run dir exists
+    ds, splits = data
+    run_dir = make_run_dir(cfg.output.dir, cfg.name)
+    sizes = "-".join(str(s) for s in [ds.X.shape[1], *cfg.model.hidden, len(ds.classes)])
+    if not quiet:
+        n_val = 0 if splits.y_val is None else len(splits.y_val)
+        _err(f"training {cfg.name}: {ds.description}; {len(splits.y_train)} train / {n_val} val / "
+             f"{len(splits.y_test)} test; MLP {sizes} {cfg.model.activation}, "
+             f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}; writing {run_dir}")
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        result = run_training(cfg, run_dir, data, progress=progress,
+                              log=(lambda line: None) if quiet else _err)
+    except KeyboardInterrupt:
+        _err(f"softmax: interrupted; checkpoints of finished epochs are in {run_dir}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    summary = {"run_dir": str(run_dir), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+               "stopped_early": result.stopped_early,
+               "val_loss": None if result.n_val == 0 else result.best["val_loss"],
+               "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
+               "test_acc": result.test_acc, "n_test": result.n_test,
+               "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz")}
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    best = f"{result.best_epoch} of {result.epochs_run}"
+    if result.stopped_early:
+        best += " (stopped early)"
+    if summary["val_acc"] is not None:
+        best += f"; val_loss {result.best['val_loss']:.4f}, val_acc {result.best['val_acc']:.4f}"
+    typer.echo(f"best epoch      {best}\n"
+               f"test accuracy   {result.test_acc:.4f} (loss {result.test_loss:.4f}, {result.n_test} images)\n"
+               f"run directory   {run_dir}\n"
+               f"checkpoints     {run_dir / 'best.npz'}, {run_dir / 'last.npz'}")
+
+
+# ------------------------------------------------------------------------------- eval
+@app.command("eval")
+@_handle_errors
+def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+                                           show_default=False),
+          split: str = typer.Option("test", "--split", help="test, val or train."),
+          data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
+                                              "instead of the checkpoint's own."),
+          as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
+    from .checkpoint import load_checkpoint
+    from .config import config_from_dict, load_config
+    from .metrics import class_report, evaluate
+    from .training import prepare_data
+
+    if split not in ("test", "val", "train"):
+        raise UserError(f"--split: expected test, val or train, got {split!r}")
+    ckpt = load_checkpoint(checkpoint)
+    cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
+    ds, splits = prepare_data(cfg)
+    X, y = splits.part(split)
+    if X.shape[1] != ckpt.model.sizes[0]:
+        raise UserError(f"{data or checkpoint}: the data has {X.shape[1]} features per image, "
+                        f"the model expects {ckpt.model.sizes[0]}")
+    if len(ds.classes) > len(ckpt.classes):
+        raise UserError(f"{data or checkpoint}: the data has {len(ds.classes)} classes, "
+                        f"the model knows {len(ckpt.classes)}")
+    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), y)
+    report = class_report(ev, ckpt.classes)
+    result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
+              "accuracy": ev.accuracy, **report}
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    typer.echo(f"checkpoint  {checkpoint}\nsplit       {split} ({len(y)} images)\n"
+               f"loss        {ev.loss:.4f}\naccuracy    {ev.accuracy:.4f}\n")
+    typer.echo(_format_confusion(report["confusion_matrix"], ckpt.classes))
+    from sklearn.metrics import classification_report
+
+    typer.echo(classification_report(ev.y_true, ev.y_pred, labels=list(range(len(ckpt.classes))),
+                                     target_names=ckpt.classes, digits=4, zero_division=0))
+
+
+def _format_confusion(cm: list[list[int]], classes: list[str]) -> str:
+    width = max(max(len(c) for c in classes), max(len(str(v)) for row in cm for v in row)) + 1
+    lines = ["confusion matrix (rows: true class, columns: predicted class)",
+             " " * width + " " + "".join(c.rjust(width) for c in classes)]
+    lines += [c.rjust(width) + " " + "".join(str(v).rjust(width) for v in row) for c, row in zip(classes, cm)]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------- predict
+def newest_checkpoint(runs: Path = Path("runs")) -> Path:
+    """The most recently written ``runs/*/best.npz``.
+
+    Raises:
+        UserError: there is none.
+    """
+    found = sorted(runs.glob("*/best.npz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"{runs}: no */best.npz found; train a model first "
+                        f"(softmax train configs/digits.yaml) or pass --checkpoint")
+    return found[-1]
+
+
+@app.command()
+@_handle_errors
+def predict(images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...).", show_default=False),
+            checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
+                                                      help="Checkpoint; default: the newest runs/*/best.npz."),
+            top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the k most probable classes."),
+            as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")) -> None:
+    """Classify image files with a trained checkpoint."""
+    import numpy as np
+
+    from .checkpoint import load_checkpoint
+    from .data.images import image_to_input
+
+    if checkpoint is None:
+        checkpoint = newest_checkpoint()
+        _err(f"using checkpoint {checkpoint}")
+    ckpt = load_checkpoint(checkpoint)
+    style = ckpt.meta.get("image_style", "mnist")
+    X = np.stack([image_to_input(p, ckpt.image_shape, ckpt.preprocessor.pixel_max, style) for p in images])
+    proba = ckpt.model.predict_proba(ckpt.preprocessor.transform(X, ckpt.model.dtype))
+    k = min(top_k, proba.shape[1])
+    for path, row in zip(images, proba):
+        order = np.argsort(row)[::-1][:k]
+        top = [(ckpt.classes[i], float(row[i])) for i in order]
+        if as_json:
+            typer.echo(json.dumps({"path": str(path), "class": top[0][0], "probability": top[0][1],
+                                   "top_k": [{"class": c, "probability": p} for c, p in top]}))
+        else:
+            typer.echo(f"{path}\t" + "  ".join(f"{c} ({p:.4f})" for c, p in top))
+
+
+# -------------------------------------------------------------------------- gradcheck
+@app.command()
+@_handle_errors
+def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False),
+              samples: int = typer.Option(8, "--samples", min=1, help="Training examples in the batch."),
+              entries: int = typer.Option(40, "--entries", min=1,
+                                          help="Entries checked per parameter array (random subset)."),
+              set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False)) -> None:
+    """Check backpropagation against central finite differences, in float64."""
+    import numpy as np
+
+    from .config import load_config
+    from .data import Preprocessor
+    from .nn import MLP
+    from .nn.gradcheck import TOLERANCE, check_gradients
+    from .training import prepare_data
+
+    cfg = load_config(config, set_)
+    ds, splits = prepare_data(cfg)
+    rng = np.random.default_rng(cfg.seed)
+    pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize)
+    pick = rng.choice(len(splits.y_train), min(samples, len(splits.y_train)), replace=False)
+    X, y = pre.transform(splits.X_train[pick], np.float64), splits.y_train[pick]
+    sizes = [X.shape[1], *cfg.model.hidden, len(ds.classes)]
+    model = MLP(sizes, cfg.model.activation, dtype=np.float64, rng=rng)
+    results = check_gradients(model, X, y, max_entries=entries, rng=rng)
+    typer.echo(f"gradcheck: MLP {'-'.join(map(str, sizes))} {cfg.model.activation}, float64, "
+               f"{len(y)} samples, central differences (tolerance {TOLERANCE:g})")
+    typer.echo(f"{'param':<6} {'shape':<12} {'checked':>7}  rel_error")
+    for r in results:
+        typer.echo(f"{r.name:<6} {'x'.join(map(str, r.shape)):<12} {r.checked:>7}  {r.rel_error:.2e}")
+    worst = max(r.rel_error for r in results)
+    ok = worst <= TOLERANCE
+    typer.echo(f"{'PASS' if ok else 'FAIL'}: max relative error {worst:.2e}")
+    if not ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

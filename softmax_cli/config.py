@@ -1,0 +1,349 @@
+"""Experiment configuration: the schema, YAML loading, ``--set`` overrides, validation.
+
+One YAML file describes a whole experiment. It is parsed with PyYAML, overridden with
+``--set key.sub=value`` (the value parsed as YAML too), then checked against the dataclasses
+below: unknown keys, wrong types and out-of-range values raise :class:`UserError` with a
+message that names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from .errors import UserError
+
+Source = Literal["digits", "csv", "idx"]
+Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
+Normalize = Literal["global", "per_feature", "none"]
+
+
+def _bounds(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+            hi_open: bool = False) -> dict:
+    """Field metadata for a numeric range check (inclusive unless ``*_open``)."""
+    return {"range": (lo, hi, lo_open, hi_open)}
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is split (see README, "Config reference")."""
+
+    source: Source = "digits"
+    # csv
+    train: Optional[str] = None
+    test: Optional[str] = None
+    label_column: str = "label"
+    image_shape: Optional[list[int]] = None
+    pixel_max: Optional[float] = field(default=None, metadata=_bounds(0, None, lo_open=True))
+    # idx
+    root: Optional[str] = None
+    train_images: Optional[str] = None
+    train_labels: Optional[str] = None
+    test_images: Optional[str] = None
+    test_labels: Optional[str] = None
+    # all sources
+    normalize: Normalize = "global"
+    val_fraction: float = field(default=0.1, metadata=_bounds(0, 1, hi_open=True))
+    test_fraction: float = field(default=0.2, metadata=_bounds(0, 1, lo_open=True, hi_open=True))
+
+
+@dataclass
+class ModelConfig:
+    """The MLP: hidden layer widths (any depth, ``[]`` for softmax regression)."""
+
+    hidden: list[int] = field(default_factory=lambda: [128])
+    activation: Activation = "relu"
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+@dataclass
+class OptimizerConfig:
+    """SGD (momentum, Nesterov) or Adam (Kingma & Ba 2015 defaults), with L2 weight decay."""
+
+    name: Literal["sgd", "adam"] = "adam"
+    lr: float = field(default=1e-3, metadata=_bounds(0, None, lo_open=True))
+    momentum: float = field(default=0.9, metadata=_bounds(0, 1, hi_open=True))
+    nesterov: bool = False
+    weight_decay: float = field(default=0.0, metadata=_bounds(0, None))
+    beta1: float = field(default=0.9, metadata=_bounds(0, 1, hi_open=True))
+    beta2: float = field(default=0.999, metadata=_bounds(0, 1, hi_open=True))
+    eps: float = field(default=1e-8, metadata=_bounds(0, None, lo_open=True))
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: int = field(default=5, metadata=_bounds(1, None))
+    min_delta: float = field(default=0.0, metadata=_bounds(0, None))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = field(default=30, metadata=_bounds(1, None))
+    batch_size: int = field(default=64, metadata=_bounds(1, None))
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    early_stopping: Optional[EarlyStoppingConfig] = None
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "runs"
+
+
+@dataclass
+class Config:
+    """A whole experiment. ``name`` defaults to the YAML file's stem."""
+
+    name: Optional[str] = None
+    seed: int = field(default=0, metadata=_bounds(0, 2**32 - 1))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict:
+        """The config as plain YAML-ready data (lists, dicts, numbers, strings)."""
+        return dataclasses.asdict(self)
+
+
+_PATH_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels")
+_CSV_KEYS = ("train", "test", "image_shape", "pixel_max")
+_IDX_KEYS = ("root", "train_images", "train_labels", "test_images", "test_labels")
+
+
+# --------------------------------------------------------------------------- type checking
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_describe(a) for a in inner) + " or null"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(tp)[0])}s"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it in canonical form."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise UserError(f"{key}: expected a mapping, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise UserError(f"{key}: expected {_describe(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{key}: expected {_describe(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        # PyYAML reads "1e-3" (no dot) as a string: accept any number spelled as one.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise UserError(f"{key}: expected a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r}")  # a bug in the schema, not user input
+
+
+def _check_range(value: Any, bounds: tuple, key: str) -> None:
+    lo, hi, lo_open, hi_open = bounds
+    if value is None:
+        return
+    ok = (lo is None or (value > lo if lo_open else value >= lo)) and (
+        hi is None or (value < hi if hi_open else value <= hi))
+    if not ok:
+        left = "" if lo is None else (f"> {lo}" if lo_open else f">= {lo}")
+        right = "" if hi is None else (f"< {hi}" if hi_open else f"<= {hi}")
+        raise UserError(f"{key}: expected a value {' and '.join(p for p in (left, right) if p)}, "
+                        f"got {value!r}")
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in raw.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"{full}: unknown key{hint}; allowed: {', '.join(fields)}")
+        kwargs[key] = _coerce(value, hints[key], full)
+        if "range" in fields[key].metadata:
+            _check_range(kwargs[key], fields[key].metadata["range"], full)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- public API
+def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
+    """Parse ``--set key.sub=value`` strings into ``(path, value)`` pairs.
+
+    The value is parsed as YAML, so ``model.hidden=[256,128]`` gives a list.
+
+    Raises:
+        UserError: an item without ``=``, an empty key, or a value that is not valid YAML.
+    """
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(path):
+            raise UserError(f"--set {item}: expected KEY.SUB=VALUE, e.g. train.epochs=10")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {item}: the value is not valid YAML ({exc.__class__.__name__})") from None
+        out.append((path, value))
+    return out
+
+
+def apply_overrides(raw: dict, overrides: list[tuple[list[str], Any]]) -> dict:
+    """Return a copy of ``raw`` with each ``(path, value)`` set, creating mappings as needed.
+
+    Raises:
+        UserError: when a path goes through a key whose value is not a mapping.
+    """
+    raw = copy.deepcopy(raw)
+    for path, value in overrides:
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise UserError(f"--set {'.'.join(path)}: '{'.'.join(path[:i + 1])}' is not a mapping")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: Any, origin: str = "config", default_name: str = "run") -> Config:
+    """Validate a parsed YAML document and return a :class:`Config`.
+
+    Relative data paths are resolved against the current working directory, so the
+    resolved config saved with a run (and in its checkpoints) works from anywhere.
+
+    Args:
+        raw: the document (a mapping, or ``None`` for an empty file: all defaults).
+        origin: the file name used in error messages.
+        default_name: the run name used when the document has no ``name``.
+
+    Raises:
+        UserError: ``"<origin>: <key>: <what was expected>, got <value>"`` for unknown keys
+            (with the closest valid key), wrong types, out-of-range values and
+            contradictory settings (e.g. ``data.root`` with ``source: csv``).
+    """
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{origin}: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        cfg = _build(Config, raw, "")
+        _check_consistency(cfg)
+    except UserError as exc:
+        raise UserError(f"{origin}: {exc}") from None
+    if cfg.name is None:
+        cfg.name = default_name
+    for key in _PATH_KEYS:
+        value = getattr(cfg.data, key)
+        if value is not None:
+            setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
+    return cfg
+
+
+def _check_consistency(cfg: Config) -> None:
+    d = cfg.data
+    if cfg.name is not None and ("/" in cfg.name or cfg.name in (".", "..")):
+        raise UserError(f"name: expected a plain directory name, got {cfg.name!r}")
+    other = {"digits": _CSV_KEYS + _IDX_KEYS, "csv": _IDX_KEYS, "idx": _CSV_KEYS}[d.source]
+    for key in other:
+        if getattr(d, key) is not None:
+            raise UserError(f"data.{key}: not used with data.source '{d.source}'")
+    if d.source == "csv" and d.train is None:
+        raise UserError("data.train: required with data.source 'csv' (a .csv or .csv.gz file)")
+    if d.source == "csv" and d.image_shape is not None:
+        if len(d.image_shape) != 2 or min(d.image_shape) < 1:
+            raise UserError(f"data.image_shape: expected [height, width] of positive integers, "
+                            f"got {d.image_shape}")
+    if d.source == "idx":
+        files = (d.train_images, d.train_labels)
+        if d.root is None and None in files:
+            raise UserError("data.root: required with data.source 'idx' "
+                            "(or give data.train_images and data.train_labels)")
+        if (d.test_images is None) != (d.test_labels is None):
+            raise UserError("data.test_images: give both data.test_images and data.test_labels, or neither")
+    if any(h < 1 for h in cfg.model.hidden):
+        raise UserError(f"model.hidden: expected positive layer widths, got {cfg.model.hidden}")
+    if cfg.train.early_stopping is not None and d.val_fraction == 0:
+        raise UserError("train.early_stopping: needs a validation split (data.val_fraction > 0)")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply ``--set`` overrides and validate it.
+
+    Raises:
+        UserError: the file is missing or unreadable, is not valid YAML (message gives line
+            and column), or fails validation (see :func:`config_from_dict`).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a YAML config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read config file ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: {where}YAML syntax error: {problem}") from None
+    if overrides:
+        if raw is None:
+            raw = {}
+        if isinstance(raw, dict):
+            raw = apply_overrides(raw, parse_overrides(overrides))
+    return config_from_dict(raw, origin=str(path), default_name=path.stem)

@@ -1,0 +1,6 @@
+"""Data: sources (digits, CSV, IDX), splits, preprocessing, and image files to model input."""
+
+from .prepare import Preprocessor, Splits, make_splits
+from .sources import Dataset, load_dataset, read_idx
+
+__all__ = ["Dataset", "Preprocessor", "Splits", "load_dataset", "make_splits", "read_idx"]

@@ -1,0 +1,148 @@
+"""Image files to model input: the digit normalisation a model's training data went through.
+
+MNIST (LeCun et al. 1998, http://yann.lecun.com/exdb/mnist/): each digit was size-normalised to
+fit a 20x20 box keeping its aspect ratio, anti-aliased, then centred by its centre of mass in a
+28x28 field. scikit-learn's digits (UCI optdigits): digits were scaled to fill a 32x32 bitmap
+and the ink counted in 4x4 blocks, giving 8x8 images on a 0-16 scale. :data:`STYLES` records
+both recipes; :func:`image_to_input` applies one to an arbitrary image file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import UserError
+
+# fit: fraction of the frame the ink's bounding box is scaled to fit (keeping aspect ratio);
+# center: "mass" (centre of mass to the frame's centre) or "box" (bounding box centred);
+# supersample: draw at this multiple of the size, then average blocks down (area averaging).
+STYLES = {
+    "mnist": {"fit": 20 / 28, "center": "mass", "supersample": 1},
+    "uci_digits": {"fit": 1.0, "center": "box", "supersample": 4},
+}
+INK_THRESHOLD = 0.1  # ink level (0-1) that counts towards the bounding box
+
+
+def style_for(source: str) -> str:
+    """The normalisation style for a data source: ``uci_digits`` for digits, else ``mnist``."""
+    return "uci_digits" if source == "digits" else "mnist"
+
+
+def load_grayscale(path: str | Path) -> np.ndarray:
+    """Open an image file and return its luminance, float32 (h, w) in [0, 1].
+
+    EXIF orientation is applied; transparency (alpha or a palette's transparent colour)
+    is composited on white, as a viewer shows it.
+
+    Raises:
+        UserError: the file is missing, unreadable or not an image Pillow can decode.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(white, rgba)
+            gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected an image file") from None
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise UserError(f"{path}: cannot decode image ({exc})") from None
+    return gray
+
+
+def ink_map(gray: np.ndarray) -> np.ndarray:
+    """Turn luminance (h, w) in [0, 1] into ink (h, w) in [0, 1]: 0 background, 1 full ink.
+
+    The background level is the median of the border pixels; a light background (> 0.5) is
+    inverted so that ink is bright, as in MNIST. Contrast is stretched so the darkest
+    background maps to 0 and the strongest ink to 1.
+
+    Raises:
+        ValueError: the image has no ink (a uniform image).
+    """
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    background = float(np.median(border))
+    ink = 1.0 - gray if background > 0.5 else gray.copy()
+    background = min(background, 1.0 - background)
+    top = float(ink.max())
+    if top - background < 0.1:
+        raise ValueError("no ink found: the image is blank or has almost no contrast")
+    ink -= background
+    ink /= top - background
+    return np.clip(ink, 0.0, 1.0, out=ink)
+
+
+def normalize_digit(ink: np.ndarray, shape: tuple[int, int], style: str = "mnist") -> np.ndarray:
+    """Crop, size-normalise and centre a digit as the training data was (see :data:`STYLES`).
+
+    Args:
+        ink: float32 (h, w) in [0, 1], 0 = background.
+        shape: ``(height, width)`` of the model's input images.
+        style: a key of :data:`STYLES`.
+
+    Returns:
+        float32 ``shape`` array in [0, 1].
+
+    Raises:
+        ValueError: no pixel reaches :data:`INK_THRESHOLD`.
+    """
+    spec = STYLES[style]
+    rows = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((ink >= INK_THRESHOLD).any(axis=0))
+    if rows.size == 0:
+        raise ValueError("no ink found")
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+    ss = spec["supersample"]
+    H, W = shape[0] * ss, shape[1] * ss
+    box_h, box_w = H * spec["fit"], W * spec["fit"]
+    scale = min(box_h / crop.shape[0], box_w / crop.shape[1])
+    new_h = max(1, min(H, round(crop.shape[0] * scale)))
+    new_w = max(1, min(W, round(crop.shape[1] * scale)))
+    glyph = Image.fromarray(np.ascontiguousarray(crop, dtype=np.float32)).resize((new_w, new_h), Image.Resampling.LANCZOS)
+    glyph_arr = np.clip(np.asarray(glyph, dtype=np.float32), 0.0, 1.0)
+
+    if spec["center"] == "mass" and glyph_arr.sum() > 0:
+        total = glyph_arr.sum()
+        cy = (glyph_arr.sum(axis=1) * np.arange(new_h)).sum() / total
+        cx = (glyph_arr.sum(axis=0) * np.arange(new_w)).sum() / total
+        # MNIST puts the centre of mass at pixel (14, 14) of 28x28, i.e. at (H/2, W/2)
+        top, left = round(H / 2 - cy), round(W / 2 - cx)
+    else:
+        top, left = (H - new_h) // 2, (W - new_w) // 2
+    canvas = Image.new("F", (W, H), 0.0)
+    canvas.paste(Image.fromarray(glyph_arr), (left, top))
+    if ss > 1:
+        canvas = canvas.resize((shape[1], shape[0]), Image.Resampling.BOX)
+    return np.clip(np.asarray(canvas, dtype=np.float32), 0.0, 1.0)
+
+
+def image_to_input(path: str | Path, shape: tuple[int, int], pixel_max: float,
+                   style: str = "mnist") -> np.ndarray:
+    """Read an image file and map it to one raw model input row.
+
+    Grayscale (alpha on white), invert a light background, normalise the digit as the
+    training data was (:func:`normalize_digit`), and scale to ``[0, pixel_max]``.
+
+    Returns:
+        float32 (height * width,) in the training data's raw pixel units.
+
+    Raises:
+        UserError: unreadable or non-image file, or an image with no ink.
+    """
+    gray = load_grayscale(path)
+    try:
+        digit = normalize_digit(ink_map(gray), shape, style)
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    return (digit * pixel_max).reshape(-1)

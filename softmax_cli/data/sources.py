@@ -1,0 +1,288 @@
+"""Dataset sources: scikit-learn's digits, CSV files and IDX (MNIST) files.
+
+Every source returns a :class:`Dataset` of raw pixel values (no scaling yet): features float32
+``(n, d)`` in ``[0, pixel_max]``, labels int64 ``(n,)`` indexing ``classes``, and the image
+shape ``(h, w)`` with ``h * w == d``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import UserError
+
+
+@dataclass
+class Dataset:
+    """Raw data from one source, before splitting and scaling.
+
+    Attributes:
+        X: float32 (n, d) pixel values, 0 = background, ``pixel_max`` = full ink.
+        y: int64 (n,) class indices into ``classes``.
+        classes: class names, ``classes[i]`` is the name of label ``i``.
+        image_shape: ``(height, width)`` of one image, ``height * width == d``.
+        pixel_max: the value of full ink (digits 16, MNIST 255).
+        X_test, y_test: the source's own test split, or None when it has none.
+        description: where the data came from, for messages and checkpoints.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    image_shape: tuple[int, int]
+    pixel_max: float
+    X_test: Optional[np.ndarray] = None
+    y_test: Optional[np.ndarray] = None
+    description: str = ""
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Load the source named by ``cfg.source``.
+
+    Raises:
+        UserError: a missing or malformed file, naming it and what was wrong.
+    """
+    loaders = {"digits": load_digits, "csv": load_csv, "idx": load_idx}
+    return loaders[cfg.source](cfg)
+
+
+# --------------------------------------------------------------------------------- digits
+def load_digits(cfg: DataConfig | None = None) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits (UCI optdigits test set), pixels 0-16, no test split."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    return Dataset(X=bunch.data.astype(np.float32), y=bunch.target.astype(np.int64),
+                   classes=[str(c) for c in bunch.target_names], image_shape=(8, 8),
+                   pixel_max=16.0, description="scikit-learn digits (8x8, 1797 images)")
+
+
+# ------------------------------------------------------------------------------------ IDX
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic number."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
+    return data
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (LeCun's MNIST format), gzip-compressed or raw.
+
+    Format: two zero bytes, a type code (0x08 ubyte, 0x09 byte, 0x0B int16, 0x0C int32,
+    0x0D float32, 0x0E float64), the number of dimensions, then each dimension as a
+    big-endian uint32, then the data in row-major order (http://yann.lecun.com/exdb/mnist/).
+
+    Returns:
+        An array of the stored shape, in native byte order.
+
+    Raises:
+        UserError: unreadable file, corrupt gzip, wrong magic number, truncated data.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise UserError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(data) < header:
+        raise UserError(f"{path}: truncated IDX header")
+    shape = tuple(int(v) for v in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) - header != expected:
+        raise UserError(f"{path}: IDX data has {len(data) - header} bytes, "
+                        f"the header {shape} asks for {expected}")
+    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_path(cfg: DataConfig, key: str) -> Path | None:
+    explicit = getattr(cfg, key)
+    if explicit is not None:
+        return Path(explicit)
+    if cfg.root is None:
+        return None
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise UserError(f"{root}: data.root is not a directory")
+    for name in (_IDX_NAMES[key] + ".gz", _IDX_NAMES[key]):
+        if (root / name).exists():
+            return root / name
+    if key.startswith("test"):
+        return None
+    raise UserError(f"{root}: no {_IDX_NAMES[key]}(.gz) in data.root")
+
+
+def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise UserError(f"{images_path}: expected images of 3 dimensions (n, h, w), got {images.ndim}")
+    if labels.ndim != 1:
+        raise UserError(f"{labels_path}: expected labels of 1 dimension (n,), got {labels.ndim}")
+    if len(images) != len(labels):
+        raise UserError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+    return images, labels
+
+
+def load_idx(cfg: DataConfig) -> Dataset:
+    """MNIST-style IDX files: ``data.root`` with the standard names, or explicit paths.
+
+    Pixels are 0-255 ubyte (``pixel_max`` 255); labels become class indices with the sorted
+    distinct training labels as class names.
+    """
+    paths = {key: _idx_path(cfg, key) for key in _IDX_NAMES}
+    images, labels = _idx_pair(paths["train_images"], paths["train_labels"])
+    test = None
+    if paths["test_images"] is not None and paths["test_labels"] is not None:
+        test = _idx_pair(paths["test_images"], paths["test_labels"])
+        if test[0].shape[1:] != images.shape[1:]:
+            raise UserError(f"{paths['test_images']}: test images are {test[0].shape[1:]}, "
+                            f"training images {images.shape[1:]}")
+    classes, y = np.unique(labels, return_inverse=True)
+    ds = Dataset(X=images.reshape(len(images), -1).astype(np.float32), y=y.astype(np.int64),
+                 classes=[str(c) for c in classes], image_shape=tuple(images.shape[1:]),
+                 pixel_max=255.0 if images.dtype == np.uint8 else float(images.max()),
+                 description=f"IDX {paths['train_images'].parent}")
+    if test is not None:
+        ds.X_test = test[0].reshape(len(test[0]), -1).astype(np.float32)
+        ds.y_test = _index_labels(test[1], classes, paths["test_labels"])
+    return ds
+
+
+def _index_labels(labels: np.ndarray, classes: np.ndarray, path: Path) -> np.ndarray:
+    """Map raw test labels to indices of the training ``classes``; refuse unknown labels."""
+    idx = np.searchsorted(classes, labels)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    bad = classes[idx] != labels
+    if bad.any():
+        raise UserError(f"{path}: label {labels[bad][0]!r} does not occur in the training labels")
+    return idx.astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------ CSV
+def _csv_text(path: Path) -> str:
+    data = _read_bytes(path)
+    try:
+        return data.decode("utf-8-sig")  # a byte-order mark is accepted and dropped
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a UTF-8 text file") from None
+
+
+def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
+    """Header (or None) and the numeric table of one CSV file."""
+    text = _csv_text(path)
+    first = next(csv.reader(io.StringIO(text)), None)
+    if not first:
+        raise UserError(f"{path}: empty CSV file")
+    try:
+        [float(cell) for cell in first]
+        header = None
+    except ValueError:
+        header = [cell.strip() for cell in first]
+    try:
+        table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64,
+                           skiprows=1 if header else 0, ndmin=2)
+    except ValueError as exc:
+        msg = str(exc).split(";")[0]
+        raise UserError(f"{path}: {msg}") from None
+    if table.size == 0:
+        raise UserError(f"{path}: no data rows")
+    if header is not None and len(header) != table.shape[1]:
+        raise UserError(f"{path}: header has {len(header)} columns, rows have {table.shape[1]}")
+    if not np.isfinite(table).all():
+        row, col = np.argwhere(~np.isfinite(table))[0]
+        raise UserError(f"{path}: row {row + 1 + bool(header)}, column {col + 1}: "
+                        f"expected a finite number, got {table[row, col]}")
+    return header, table
+
+
+def _label_column(header: list[str] | None, n_cols: int, spec: str, path: Path) -> int:
+    if spec == "first":
+        return 0
+    if spec == "last":
+        return n_cols - 1
+    if header is None:
+        raise UserError(f"{path}: no header row, so data.label_column '{spec}' cannot be found; "
+                        f"use first or last")
+    if spec not in header:
+        raise UserError(f"{path}: no column named '{spec}' for data.label_column "
+                        f"(columns: {', '.join(header[:5])}{', ...' if len(header) > 5 else ''})")
+    return header.index(spec)
+
+
+def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    header, table = _read_csv(path)
+    col = _label_column(header, table.shape[1], spec, path)
+    labels = table[:, col]
+    if not np.array_equal(labels, np.round(labels)):
+        row = int(np.argmax(labels != np.round(labels)))
+        raise UserError(f"{path}: row {row + 1 + bool(header)}: label {labels[row]} is not an integer")
+    X = np.delete(table, col, axis=1).astype(np.float32)
+    return X, labels.astype(np.int64), header
+
+
+def _check_pixels(X: np.ndarray, pixel_max: float, path: Path) -> None:
+    if X.min() < 0 or X.max() > pixel_max:
+        raise UserError(f"{path}: pixel values must lie in [0, {pixel_max:g}] "
+                        f"(data.pixel_max), found [{X.min():g}, {X.max():g}]")
+
+
+def load_csv(cfg: DataConfig) -> Dataset:
+    """One row per image: a label column and the pixels in row-major order.
+
+    ``.csv`` or ``.csv.gz``; the header row is detected (a first row that is not all
+    numbers); ``data.label_column`` is ``first``, ``last`` or a header name. The image shape
+    is ``data.image_shape`` or the square root of the pixel count; ``pixel_max`` is
+    ``data.pixel_max`` or 255.
+    """
+    train_path = Path(cfg.train)
+    X, labels, header = _split_csv(train_path, cfg.label_column)
+    d = X.shape[1]
+    if cfg.image_shape is not None:
+        shape = tuple(cfg.image_shape)
+        if shape[0] * shape[1] != d:
+            raise UserError(f"{train_path}: {d} pixel columns do not fill data.image_shape {list(shape)}")
+    else:
+        side = math.isqrt(d)
+        if side * side != d:
+            raise UserError(f"{train_path}: {d} pixel columns is not a square image; "
+                            f"set data.image_shape: [height, width]")
+        shape = (side, side)
+    pixel_max = cfg.pixel_max if cfg.pixel_max is not None else 255.0
+    _check_pixels(X, pixel_max, train_path)
+    classes, y = np.unique(labels, return_inverse=True)
+    ds = Dataset(X=X, y=y.astype(np.int64), classes=[str(c) for c in classes], image_shape=shape,
+                 pixel_max=float(pixel_max), description=f"CSV {train_path}")
+    if cfg.test is not None:
+        test_path = Path(cfg.test)
+        X_test, test_labels, test_header = _split_csv(test_path, cfg.label_column)
+        if X_test.shape[1] != d or (header and test_header and test_header != header):
+            raise UserError(f"{test_path}: columns differ from the training file {train_path.name}")
+        _check_pixels(X_test, pixel_max, test_path)
+        ds.X_test, ds.y_test = X_test, _index_labels(test_labels, classes, test_path)
+    return ds

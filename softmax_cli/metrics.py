@@ -1,0 +1,61 @@
+"""Evaluation: loss and accuracy of a model on a split, confusion matrix, per-class report.
+
+The loss is the model's own cross-entropy (through log-softmax, as in training); accuracy,
+the confusion matrix and precision/recall/F1 come from ``sklearn.metrics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .nn import MLP, cross_entropy, softmax
+
+
+@dataclass
+class Evaluation:
+    """Results on one split.
+
+    Attributes:
+        loss: mean cross-entropy (nats).
+        accuracy: fraction of rows classified right, in [0, 1].
+        y_true, y_pred: int64 (n,) labels and predictions.
+        proba: (n, K) class probabilities, the model's dtype.
+    """
+
+    loss: float
+    accuracy: float
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray
+
+
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> Evaluation:
+    """Evaluate ``model`` on preprocessed inputs ``X`` (n, d) with labels ``y`` int64 (n,)."""
+    from sklearn.metrics import accuracy_score
+
+    logits = model.logits(X)
+    y_pred = logits.argmax(axis=1)
+    return Evaluation(loss=cross_entropy(logits, y), accuracy=float(accuracy_score(y, y_pred)),
+                      y_true=y, y_pred=y_pred, proba=softmax(logits))
+
+
+def class_report(ev: Evaluation, classes: list[str]) -> dict:
+    """Confusion matrix and per-class precision, recall, F1 and support (scikit-learn).
+
+    Returns:
+        ``{"confusion_matrix": K x K list (rows true class, columns predicted),
+        "per_class": [{"class", "precision", "recall", "f1", "support"}, ...],
+        "macro_avg": {...}}``; a class never predicted gets precision 0.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = np.arange(len(classes))
+    cm = confusion_matrix(ev.y_true, ev.y_pred, labels=labels)
+    p, r, f, s = precision_recall_fscore_support(ev.y_true, ev.y_pred, labels=labels, zero_division=0)
+    per_class = [{"class": c, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                  "support": int(s[i])} for i, c in enumerate(classes)]
+    macro = {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean()),
+             "support": int(s.sum())}
+    return {"confusion_matrix": cm.tolist(), "per_class": per_class, "macro_avg": macro}

@@ -1,0 +1,145 @@
+"""Activations, softmax, log-softmax and categorical cross-entropy with its fused gradient.
+
+Shapes follow the row-batch layout of ``../shared/docs/math.md``: logits ``Z`` are
+``(m, K)`` for ``m`` examples and ``K`` classes; a target is either integer labels ``(m,)``
+or a distribution per row ``(m, K)`` (one-hot, or smoothed: the fused gradient is the same).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LEAKY_RELU_SLOPE = 0.01  # Maas, Hannun & Ng (2013), "Rectifier nonlinearities improve..."
+
+
+# ----------------------------------------------------------------------------- activations
+# Each activation works in place on the pre-activations Z and returns them as A = f(Z).
+# Each derivative multiplies the back-propagated delta, in place, by f'(Z) written in terms
+# of A = f(Z), so the backward pass needs only the activations it kept (as scikit-learn's
+# ``_base.py`` does). Adding an activation is one entry in each table.
+def _relu(Z):
+    return np.maximum(Z, 0, out=Z)
+
+
+def _leaky_relu(Z):
+    Z[Z < 0] *= LEAKY_RELU_SLOPE
+    return Z
+
+
+def _tanh(Z):
+    return np.tanh(Z, out=Z)
+
+
+def _sigmoid(Z):
+    # 1 / (1 + exp(-z)) written through tanh, which never overflows: sigma(z) = (1 + tanh(z/2)) / 2
+    np.multiply(Z, 0.5, out=Z)
+    np.tanh(Z, out=Z)
+    np.add(Z, 1.0, out=Z)
+    return np.multiply(Z, 0.5, out=Z)
+
+
+def _relu_grad(A, delta):
+    delta[A <= 0] = 0          # f'(z) = 1 for z > 0, else 0 (and A > 0 exactly when z > 0)
+    return delta
+
+
+def _leaky_relu_grad(A, delta):
+    delta[A <= 0] *= LEAKY_RELU_SLOPE
+    return delta
+
+
+def _tanh_grad(A, delta):
+    delta *= 1 - A * A         # tanh'(z) = 1 - tanh(z)^2
+    return delta
+
+
+def _sigmoid_grad(A, delta):
+    delta *= A * (1 - A)       # sigma'(z) = sigma(z) (1 - sigma(z))
+    return delta
+
+
+ACTIVATIONS = {"relu": _relu, "leaky_relu": _leaky_relu, "tanh": _tanh, "sigmoid": _sigmoid}
+ACTIVATION_GRADS = {"relu": _relu_grad, "leaky_relu": _leaky_relu_grad,
+                    "tanh": _tanh_grad, "sigmoid": _sigmoid_grad}
+
+
+def activate(name: str, Z: np.ndarray) -> np.ndarray:
+    """Apply activation ``name`` to ``Z`` (any shape, float) *in place* and return it.
+
+    Raises:
+        KeyError: unknown activation name (the config layer validates names first).
+    """
+    return ACTIVATIONS[name](Z)
+
+
+# ------------------------------------------------------------------- softmax and its loss
+def log_softmax(Z: np.ndarray) -> np.ndarray:
+    """Log-softmax of logits ``Z`` (m, K) along the last axis: ``Z - logsumexp(Z)``.
+
+    Finite for any finite logits (math note: never ``log(softmax(Z))``). Returns a new
+    array of ``Z``'s dtype and shape.
+    """
+    shifted = Z - Z.max(axis=-1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted
+
+
+def softmax(Z: np.ndarray) -> np.ndarray:
+    """Softmax of logits ``Z`` (m, K) along the last axis, computed as ``exp(Z - max Z)``.
+
+    Each row is positive and sums to 1; adding a constant to a row changes nothing
+    (math note, "Notation"). Returns a new array of ``Z``'s dtype and shape.
+    """
+    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    E /= E.sum(axis=-1, keepdims=True)
+    return E
+
+
+def cross_entropy(Z: np.ndarray, y: np.ndarray) -> float:
+    """Mean categorical cross-entropy ``J = -(1/m) sum_i sum_j y_ij ln softmax(Z)_ij``.
+
+    Args:
+        Z: logits, float array (m, K).
+        y: integer labels (m,) in ``[0, K)``, or target distributions (m, K), rows summing to 1.
+
+    Returns:
+        The batch mean as a Python float (nats). Computed through :func:`log_softmax`, so
+        it stays finite for logits of any finite magnitude.
+    """
+    logp = log_softmax(Z)
+    if y.ndim == 1:
+        return float(-logp[np.arange(len(y)), y].mean())
+    return float(-(y * logp).sum(axis=1).mean())
+
+
+def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Cross-entropy of softmax(Z) against ``y`` and its gradient, in one pass over ``Z``.
+
+    The gradient is the fused one of the math note, ``dJ/dZ = (A - Y) / m`` with
+    ``A = softmax(Z)``: valid only for this softmax + cross-entropy pair.
+
+    Args:
+        Z: logits, float array (m, K). Overwritten: it holds the gradient on return.
+        y: integer labels (m,) or target distributions (m, K).
+
+    Returns:
+        ``(J, dZ)``: the mean loss (float, nats) and ``dJ/dZ``, which *is* the array ``Z``.
+    """
+    m = Z.shape[0]
+    Z -= Z.max(axis=1, keepdims=True)            # shifted logits s = z - max z
+    if y.ndim == 1:
+        rows = np.arange(m)
+        target_logit = Z[rows, y]                # s_y, a copy (fancy indexing)
+    else:
+        target_logit = np.einsum("ij,ij->i", y, Z)  # sum_j y_j s_j
+    np.exp(Z, out=Z)
+    sums = Z.sum(axis=1, keepdims=True)
+    # C = -sum_j y_j ln a_j = sum_j y_j (logsumexp - s_j) = logsumexp - sum_j y_j s_j
+    loss = float(np.mean(np.log(sums[:, 0]) - target_logit))
+    Z /= sums                                    # Z now holds A = softmax(logits)
+    if y.ndim == 1:
+        Z[rows, y] -= 1                          # A - Y without building the one-hot Y
+    else:
+        Z -= y
+    Z /= m
+    return loss, Z

@@ -1,0 +1,137 @@
+"""A multilayer perceptron with a softmax output layer, trained by backpropagation.
+
+Layer ``l`` computes ``Z_l = A_{l-1} W_l + b_l`` (row layout: ``A_{l-1}`` is ``(m, n_in)``,
+``W_l`` is ``(n_in, n_out)``, ``b_l`` is ``(n_out,)``), then ``A_l = f(Z_l)`` for hidden layers
+and ``softmax(Z_L)`` for the output. The backward pass is the one of ``../shared/docs/math.md``:
+the fused output delta ``(A - Y) / m``, then ``delta_l = (delta_{l+1} W_{l+1}^T) * f'(Z_l)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .functional import ACTIVATION_GRADS, ACTIVATIONS, softmax, softmax_cross_entropy
+
+
+def init_weights(n_in: int, n_out: int, activation: str | None, rng: np.random.Generator,
+                 dtype) -> np.ndarray:
+    """Initial weights ``(n_in, n_out)`` for a layer followed by ``activation``.
+
+    ReLU and leaky ReLU layers get He normal init, ``N(0, 2 / n_in)`` (He et al. 2015,
+    "Delving deep into rectifiers"); tanh, sigmoid and the softmax output layer
+    (``activation=None``) get Glorot uniform, ``U(+-sqrt(6 / (n_in + n_out)))`` (Glorot &
+    Bengio 2010, "Understanding the difficulty of training deep feedforward networks").
+    """
+    if activation in ("relu", "leaky_relu"):
+        W = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
+    else:
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        W = rng.uniform(-limit, limit, size=(n_in, n_out))
+    return W.astype(dtype)
+
+
+class MLP:
+    """A fully connected network: ``sizes[0]`` inputs, hidden layers, ``sizes[-1]`` classes.
+
+    Args:
+        sizes: layer widths, e.g. ``[784, 128, 10]``; ``[64, 10]`` is softmax regression.
+        activation: hidden-layer activation, a key of :data:`ACTIVATIONS`.
+        dtype: float dtype of parameters and computations (float32 or float64).
+        rng: generator for the initial weights (ignored when ``params`` is given).
+        params: existing parameters ``[W0, b0, W1, b1, ...]`` to use instead of initialising.
+
+    Raises:
+        ValueError: fewer than two sizes, an unknown activation, or ``params`` whose shapes
+            do not match ``sizes``.
+    """
+
+    def __init__(self, sizes: list[int], activation: str = "relu", dtype=np.float32,
+                 rng: np.random.Generator | None = None, params: list[np.ndarray] | None = None):
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"need at least an input and an output size, got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        self.sizes = [int(s) for s in sizes]
+        self.activation = activation
+        self.dtype = np.dtype(dtype)
+        if params is None:
+            rng = rng if rng is not None else np.random.default_rng(0)
+            params = []
+            for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+                hidden = i < len(self.sizes) - 2
+                params += [init_weights(n_in, n_out, activation if hidden else None, rng, self.dtype),
+                           np.zeros(n_out, dtype=self.dtype)]
+        expected = [s for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]) for s in ((n_in, n_out), (n_out,))]
+        if [p.shape for p in params] != expected:
+            raise ValueError(f"parameter shapes {[p.shape for p in params]} do not match sizes {self.sizes}")
+        self.params = [np.ascontiguousarray(p, dtype=self.dtype) for p in params]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers (hidden layers + 1)."""
+        return len(self.sizes) - 1
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.params[0::2]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        return self.params[1::2]
+
+    def n_parameters(self) -> int:
+        return sum(p.size for p in self.params)
+
+    # ------------------------------------------------------------------------ forward
+    def _forward(self, X: np.ndarray) -> list[np.ndarray]:
+        """Activations of every layer: ``[X, A_1, ..., A_{L-1}, Z_L]`` (logits last)."""
+        acts = [X]
+        last = self.n_layers - 1
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            Z = acts[-1] @ W
+            Z += b
+            if l < last:
+                ACTIVATIONS[self.activation](Z)
+            acts.append(Z)
+        return acts
+
+    def logits(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Logits ``(m, K)`` of the model's dtype for inputs ``X`` (m, n_features), in batches."""
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"expected inputs of shape (m, {self.sizes[0]}), got {X.shape}")
+        if len(X) <= batch_size:
+            return self._forward(X)[-1]
+        return np.concatenate([self._forward(X[i:i + batch_size])[-1]
+                               for i in range(0, len(X), batch_size)])
+
+    def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Class probabilities ``softmax(logits)``, shape (m, K), rows summing to 1."""
+        return softmax(self.logits(X, batch_size))
+
+    # ----------------------------------------------------------------------- backward
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray], int]:
+        """Mean cross-entropy on a batch, its gradient for every parameter, and the hits.
+
+        Args:
+            X: inputs (m, n_features) of the model's dtype.
+            y: integer labels (m,) or target distributions (m, K).
+
+        Returns:
+            ``(J, grads, n_correct)``: the mean loss (nats), ``[dJ/dW0, dJ/db0, ...]``
+            matching :attr:`params`, and how many rows the batch's logits classify right
+            (against ``y``, or the argmax of each target distribution). Backpropagation as in the math note: fused output delta
+            ``(A - Y) / m``, ``dJ/dW_l = A_{l-1}^T delta_l``, ``dJ/db_l = sum_rows delta_l``,
+            ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})``.
+        """
+        acts = self._forward(X)
+        n_correct = int(np.count_nonzero(acts[-1].argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1))))
+        loss, delta = softmax_cross_entropy(acts[-1], y)   # acts[-1] becomes (A - Y) / m
+        grads: list[np.ndarray] = [None] * len(self.params)  # type: ignore[list-item]
+        grad_fn = ACTIVATION_GRADS[self.activation]
+        for l in range(self.n_layers - 1, -1, -1):
+            grads[2 * l] = acts[l].T @ delta
+            grads[2 * l + 1] = delta.sum(axis=0)
+            if l > 0:
+                delta = grad_fn(acts[l], delta @ self.weights[l].T)
+        return loss, grads, n_correct

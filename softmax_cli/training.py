@@ -1,0 +1,181 @@
+"""The training loop: seeded shuffling, mini-batches, validation, checkpoints, early stopping.
+
+A run writes into its own directory (see :func:`make_run_dir`): the resolved ``config.yaml``,
+``metrics.csv`` (one row per epoch, rewritten atomically after each), ``last.npz`` (after every
+epoch) and ``best.npz`` (whenever the monitored loss improves; at the end it is rewritten
+with the test metrics added).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from .checkpoint import atomic_write, save_checkpoint
+from .config import Config
+from .data import Preprocessor, Splits, load_dataset, make_splits
+from .data.images import style_for
+from .data.sources import Dataset
+from .metrics import evaluate
+from .nn import MLP
+from .optim import make_optimizer
+
+METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
+
+
+def make_run_dir(output_dir: str | Path, name: str) -> Path:
+    """Create and return ``output_dir/name``, or ``name-2``, ``name-3``, ... if taken.
+
+    An existing run directory is never reused, so no earlier run is overwritten.
+
+    Raises:
+        OSError: the output directory cannot be created.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 100_000):
+        path = output_dir / (name if i == 1 else f"{name}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"{output_dir}: no free run directory name for {name!r}")
+
+
+def prepare_data(cfg: Config) -> tuple[Dataset, Splits]:
+    """Load the config's dataset and split it (the same split for train and eval)."""
+    ds = load_dataset(cfg.data)
+    return ds, make_splits(ds, cfg.data, cfg.seed)
+
+
+@dataclass
+class TrainResult:
+    """What a training run ended with (accuracies in [0, 1], losses in nats)."""
+
+    run_dir: Path
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    best: dict = field(default_factory=dict)   # metrics row of the best epoch
+    test_loss: float = float("nan")
+    test_acc: float = float("nan")
+    n_train: int = 0
+    n_val: int = 0
+    n_test: int = 0
+
+
+def _write_metrics(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+
+
+def train(cfg: Config, run_dir: Path, data: tuple[Dataset, Splits] | None = None, *,
+          progress: bool = False, log: Callable[[str], None] = lambda s: None) -> TrainResult:
+    """Train the config's MLP, writing everything into ``run_dir`` (which must exist).
+
+    Args:
+        cfg: a validated config.
+        run_dir: the run directory (from :func:`make_run_dir`).
+        data: ``prepare_data(cfg)`` when the caller has it already.
+        progress: show a tqdm bar per epoch on stderr.
+        log: receives one line per epoch when there is no progress bar.
+
+    Returns:
+        A :class:`TrainResult`; the test metrics are those of the best weights.
+    """
+    from tqdm import tqdm
+
+    ds, splits = data if data is not None else prepare_data(cfg)
+    dtype = np.dtype(cfg.model.dtype)
+    rng = np.random.default_rng(cfg.seed)
+    pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize)
+    X_train = pre.transform(splits.X_train, dtype)
+    y_train = splits.y_train
+    X_val = pre.transform(splits.X_val, dtype) if splits.X_val is not None else None
+
+    sizes = [X_train.shape[1], *cfg.model.hidden, len(ds.classes)]
+    model = MLP(sizes, cfg.model.activation, dtype=dtype, rng=rng)
+    opt_cfg = cfg.train.optimizer
+    optimizer = make_optimizer(opt_cfg.name, model.params, decay=[True, False] * model.n_layers,
+                               **{k: v for k, v in vars(opt_cfg).items() if k != "name"})
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    meta = {"classes": ds.classes, "image_shape": list(ds.image_shape), "config": cfg.to_dict(),
+            "data": ds.description, "image_style": style_for(cfg.data.source)}
+
+    n, bs = len(X_train), cfg.train.batch_size
+    es = cfg.train.early_stopping
+    monitor = "val_loss" if X_val is not None else "train_loss"
+    rows: list[dict] = []
+    best_score, best_epoch, best_params, stale = np.inf, 0, None, 0
+    stopped_early = False
+    for epoch in range(1, cfg.train.epochs + 1):
+        start = time.perf_counter()
+        order = rng.permutation(n)
+        X_epoch, y_epoch = X_train[order], y_train[order]   # one shuffled copy per epoch
+        loss_sum, correct = 0.0, 0
+        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch",
+                   leave=False, disable=not progress, dynamic_ncols=True)
+        for i, lo in enumerate(bar):
+            xb, yb = X_epoch[lo:lo + bs], y_epoch[lo:lo + bs]
+            loss, grads, hits = model.loss_and_grads(xb, yb)
+            optimizer.step(grads)
+            loss_sum += loss * len(yb)
+            correct += hits
+            if progress and i % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / (lo + len(yb)):.4f}", refresh=False)
+        bar.close()
+        row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
+               "val_loss": "", "val_acc": "", "lr": optimizer.lr}
+        if X_val is not None:
+            ev = evaluate(model, X_val, splits.y_val)
+            row.update(val_loss=ev.loss, val_acc=ev.accuracy)
+        if not np.isfinite(row["train_loss"]):
+            raise FloatingPointError(f"epoch {epoch}: the training loss became {row['train_loss']}; "
+                                     f"try a lower train.optimizer.lr")
+        row["epoch_time_s"] = time.perf_counter() - start
+        rows.append(row)
+        _write_metrics(run_dir / "metrics.csv", rows)
+
+        meta_epoch = {**meta, "epoch": epoch, "metrics": row}
+        if row[monitor] < best_score - (es.min_delta if es else 0.0):
+            best_score, best_epoch, stale = row[monitor], epoch, 0
+            best_params = [p.copy() for p in model.params]
+            save_checkpoint(run_dir / "best.npz", model, pre, meta_epoch)
+        else:
+            stale += 1
+        save_checkpoint(run_dir / "last.npz", model, pre, meta_epoch)
+        log(_epoch_line(row, cfg.train.epochs))
+        if es is not None and stale >= es.patience:
+            stopped_early = True
+            break
+
+    best_model = MLP(sizes, cfg.model.activation, dtype=dtype, params=best_params)
+    test = evaluate(best_model, pre.transform(splits.X_test, dtype), splits.y_test)
+    best_row = rows[best_epoch - 1]
+    save_checkpoint(run_dir / "best.npz", best_model, pre,
+                    {**meta, "epoch": best_epoch,
+                     "metrics": {**best_row, "test_loss": test.loss, "test_acc": test.accuracy}})
+    return TrainResult(run_dir=run_dir, epochs_run=len(rows), best_epoch=best_epoch,
+                       stopped_early=stopped_early, best=best_row, test_loss=test.loss,
+                       test_acc=test.accuracy, n_train=n,
+                       n_val=0 if X_val is None else len(X_val), n_test=len(splits.y_test))
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    text = (f"epoch {row['epoch']:>3}/{epochs}  train_loss {row['train_loss']:.4f}  "
+            f"train_acc {row['train_acc']:.4f}")
+    if row["val_loss"] != "":
+        text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}"
+    return text + f"  ({row['epoch_time_s']:.2f}s)"
