@@ -43,13 +43,21 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, code: 
         assert fragment in lines[0], (fragment, lines[0])
 
 
+def _summary(proc: subprocess.CompletedProcess, cwd: Path) -> dict:
+    """The ``--json`` summary of a training run, with absolute checkpoint paths and its cwd."""
+    summary = json.loads(proc.stdout)
+    for key in ("best_checkpoint", "last_checkpoint"):
+        summary[key] = str(cwd / summary[key])
+    return {**summary, "cwd": cwd}
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> dict:
-    """``softmax train configs/digits.yaml`` (shortened) run once: its JSON summary and cwd."""
+    """``softmax train configs/digits.yaml`` run once: its JSON summary and cwd."""
     cwd = tmp_path_factory.mktemp("digits")
-    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.epochs=25", "--json", cwd=cwd)
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
-    return {**json.loads(proc.stdout), "cwd": cwd}
+    return _summary(proc, cwd)
 
 
 @pytest.fixture(scope="session")
@@ -61,4 +69,4 @@ def mnist_run(tmp_path_factory) -> dict:
     proc = run_softmax("train", CONFIGS / "mnist.yaml", "--set", f"data.root={MNIST}",
                        "--set", "model.hidden=[128]", "--set", "train.epochs=3", "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
-    return {**json.loads(proc.stdout), "cwd": cwd}
+    return _summary(proc, cwd)

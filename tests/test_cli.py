@@ -1,0 +1,141 @@
+"""The CLI end to end, through the installed ``softmax`` entry point, on real data."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import CONFIGS, SAMPLES, run_softmax
+
+
+def test_help_and_version(tmp_path):
+    proc = run_softmax("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    for command in ("train", "eval", "predict", "gradcheck"):
+        assert command in proc.stdout
+    proc = run_softmax("--version", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("softmax ")
+
+
+def test_digits_training_reaches_097_and_writes_the_run_directory(digits_run):
+    assert digits_run["test_acc"] >= 0.97
+    run_dir = digits_run["cwd"] / "runs" / "digits"
+    assert digits_run["run_dir"] == "runs/digits"
+    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "best.npz", "last.npz"}
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, digits_run["epochs_run"] + 1))
+    best = min(rows, key=lambda r: float(r["val_loss"]))
+    assert int(best["epoch"]) == digits_run["best_epoch"]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["name"] == "digits" and saved["model"]["hidden"] == [256]
+
+
+def test_eval_reproduces_the_accuracy_printed_by_training(digits_run):
+    proc = run_softmax("eval", digits_run["best_checkpoint"], "--json", cwd=digits_run["cwd"])
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["accuracy"] == pytest.approx(digits_run["test_acc"], abs=1e-12)
+    assert result["loss"] == pytest.approx(digits_run["test_loss"], rel=1e-5)
+    cm = np.array(result["confusion_matrix"])
+    assert cm.shape == (10, 10) and cm.sum() == result["n"] == 360
+    assert np.trace(cm) / cm.sum() == pytest.approx(result["accuracy"])
+    assert [c["class"] for c in result["per_class"]] == [str(i) for i in range(10)]
+    assert sum(c["support"] for c in result["per_class"]) == 360
+
+    val = json.loads(run_softmax("eval", digits_run["best_checkpoint"], "--split", "val", "--json",
+                                 cwd=digits_run["cwd"]).stdout)
+    assert val["accuracy"] == pytest.approx(digits_run["val_acc"], abs=1e-12)
+
+
+def test_eval_text_report(digits_run):
+    proc = run_softmax("eval", digits_run["best_checkpoint"], cwd=digits_run["cwd"])
+    assert proc.returncode == 0
+    assert f"accuracy    {digits_run['test_acc']:.4f}" in proc.stdout
+    assert "confusion matrix" in proc.stdout and "precision" in proc.stdout and "recall" in proc.stdout
+
+
+def test_a_second_run_never_overwrites_the_first(tmp_path):
+    args = ("train", CONFIGS / "digits.yaml", "--set", "train.epochs=1", "--quiet", "--json")
+    first = json.loads(run_softmax(*args, cwd=tmp_path).stdout)
+    before = (tmp_path / first["run_dir"] / "best.npz").read_bytes()
+    second = json.loads(run_softmax(*args, cwd=tmp_path).stdout)
+    assert (first["run_dir"], second["run_dir"]) == ("runs/digits", "runs/digits-2")
+    assert (tmp_path / first["run_dir"] / "best.npz").read_bytes() == before
+
+
+def test_same_config_and_seed_give_the_same_metrics(tmp_path):
+    args = ("train", CONFIGS / "digits.yaml", "--set", "train.epochs=3", "--quiet", "--json")
+    runs = [json.loads(run_softmax(*args, cwd=tmp_path).stdout)["run_dir"] for _ in range(2)]
+
+    def metrics(run):
+        with open(tmp_path / run / "metrics.csv") as f:
+            return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+    assert metrics(runs[0]) == metrics(runs[1])
+    other = json.loads(run_softmax(*args, "--set", "seed=1", cwd=tmp_path).stdout)["run_dir"]
+    assert metrics(other) != metrics(runs[0])
+
+
+def test_set_overrides_reach_the_model(tmp_path):
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "model.hidden=[32,16]", "--set",
+                       "model.activation=tanh", "--set", "train.epochs=2", "--set", "name=small",
+                       "--quiet", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_softmax("eval", "runs/small/last.npz", "--json", cwd=tmp_path)
+    assert proc.returncode == 0
+    import softmax_cli.checkpoint as ck
+
+    model = ck.load_checkpoint(tmp_path / "runs/small/last.npz").model
+    assert model.sizes == [64, 32, 16, 10] and model.activation == "tanh"
+
+
+def test_progress_lines_go_to_stderr_and_results_to_stdout(tmp_path):
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "epoch   1/2" in proc.stderr
+    assert not any(line.startswith("epoch") for line in proc.stdout.splitlines())
+    assert "test accuracy" in proc.stdout and "test accuracy" not in proc.stderr
+    quiet = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.epochs=2", "-q", cwd=tmp_path)
+    assert quiet.stderr == ""
+
+
+def test_predict_sample_pngs_with_the_newest_checkpoint(digits_run):
+    files = sorted(SAMPLES.glob("digits-*.png"))
+    proc = run_softmax("predict", *files, "--json", cwd=digits_run["cwd"])
+    assert proc.returncode == 0, proc.stderr
+    assert "using checkpoint runs/digits/best.npz" in proc.stderr
+    preds = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [p["path"] for p in preds] == [str(f) for f in files]
+    correct = sum(p["class"] == f.stem.split("-")[1] for p, f in zip(preds, files))
+    assert correct >= 8, preds
+    assert all(0 < p["probability"] <= 1 for p in preds)
+
+
+def test_predict_top_k_text(digits_run):
+    proc = run_softmax("predict", SAMPLES / "digits-0.png", "--top-k", "3", "-c",
+                       digits_run["best_checkpoint"], cwd=digits_run["cwd"])
+    assert proc.returncode == 0
+    line = proc.stdout.strip()
+    assert line.startswith(str(SAMPLES / "digits-0.png")) and line.count("(") == 3
+    probs = [float(part.split("(")[1].rstrip(")")) for part in line.split("\t")[1].split("  ")]
+    assert probs == sorted(probs, reverse=True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu"])
+@pytest.mark.parametrize("hidden", ["[]", "[32]", "[32,16]"])
+def test_gradcheck_passes_for_every_activation_and_depth(tmp_path, activation, hidden):
+    proc = run_softmax("gradcheck", CONFIGS / "digits.yaml", "--set", f"model.activation={activation}",
+                       "--set", f"model.hidden={hidden}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    n_arrays = 2 * (len(yaml.safe_load(hidden)) + 1)
+    lines = [l for l in proc.stdout.splitlines() if l[:1] in "Wb" and l[1:2].isdigit()]
+    assert len(lines) == n_arrays
+    assert all(float(l.split()[-1]) < 1e-6 for l in lines)
+    assert proc.stdout.strip().splitlines()[-1].startswith("PASS")
