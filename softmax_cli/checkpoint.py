@@ -95,9 +95,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a .npz checkpoint")
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            raise bad("a single .npy array, not an .npz archive")
+        if magic[:4] != b"PK\x03\x04":
+            raise bad("not a readable .npz archive")
         with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise bad("a single .npy array, not an .npz archive")
             arrays = {name: npz[name] for name in npz.files}
     except UserError:
         raise
@@ -116,7 +120,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise bad(f"metadata is not JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad("metadata has no 'format: softmax-checkpoint'")
-    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > FORMAT_VERSION:
+    if not isinstance(meta.get("format_version"), int) or isinstance(meta["format_version"], bool):
+        raise bad(f"format_version {meta.get('format_version')!r} is not an integer")
+    if meta["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format version {meta.get('format_version')!r} is newer "
                         f"than this softmax ({__version__}) reads ({FORMAT_VERSION}); upgrade softmax")
     missing = [key for key in ("model", "preprocessing", "classes", "image_shape", "config") if key not in meta]
@@ -134,7 +140,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model = MLP(sizes, activation, dtype=dtype, params=params)
     except (ValueError, TypeError) as exc:
         raise bad(str(exc)) from None
-    d = sizes[0]
-    if pre.offset.shape != (d,) or pre.scale.shape != (d,) or len(meta["classes"]) != sizes[-1]:
-        raise bad("preprocessing or class names do not match the layer sizes")
+    d, classes, shape = sizes[0], meta["classes"], meta["image_shape"]
+    if pre.offset.shape != (d,) or pre.scale.shape != (d,):
+        raise bad(f"input_offset and input_scale must have shape ({d},) like W0's inputs")
+    if not (isinstance(classes, list) and len(classes) == sizes[-1] and all(isinstance(c, str) for c in classes)):
+        raise bad(f"metadata 'classes' must be {sizes[-1]} class names, one per output")
+    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
+            and shape[0] * shape[1] == d):
+        raise bad(f"metadata 'image_shape' must be [height, width] with height * width = {d}")
     return Checkpoint(model=model, preprocessor=pre, meta=meta, path=path)

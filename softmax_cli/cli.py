@@ -134,6 +134,8 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     ds, splits = prepare_data(cfg)
+    if split == "val" and splits.X_val is None:
+        raise UserError(f"{data or checkpoint}: there is no validation split (data.val_fraction is 0)")
     X, y = splits.part(split)
     if X.shape[1] != ckpt.model.sizes[0]:
         raise UserError(f"{data or checkpoint}: the data has {X.shape[1]} features per image, "

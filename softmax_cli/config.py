@@ -130,7 +130,8 @@ def _describe(tp: Any) -> str:
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_describe(a) for a in inner) + " or null"
     if origin is list:
-        return f"a list of {_describe(typing.get_args(tp)[0])}s"
+        item = typing.get_args(tp)[0]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}[item]
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
@@ -198,6 +199,21 @@ def _check_range(value: Any, bounds: tuple, key: str) -> None:
                         f"got {value!r}")
 
 
+def _nested_home(cls: type, key: str, prefix: str = "") -> list[str]:
+    """Where ``key`` lives below ``cls`` (e.g. ``lr`` -> ``optimizer.lr`` under TrainConfig)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = [a for a in (typing.get_args(hints[f.name]) or (hints[f.name],)) if dataclasses.is_dataclass(a)]
+        for sub in inner:
+            path = f"{prefix}{f.name}."
+            if key in {g.name for g in dataclasses.fields(sub)}:
+                return [path + key]
+            deeper = _nested_home(sub, key, path)
+            if deeper:
+                return deeper
+    return []
+
+
 def _build(cls: type, raw: dict, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -205,7 +221,7 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
     for key, value in raw.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            close = difflib.get_close_matches(str(key), list(fields), n=1) or _nested_home(cls, str(key), f"{prefix}." if prefix else "")
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"{full}: unknown key{hint}; allowed: {', '.join(fields)}")
         kwargs[key] = _coerce(value, hints[key], full)

@@ -23,6 +23,7 @@ from .config import Config
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.images import style_for
 from .data.sources import Dataset
+from .errors import UserError
 from .metrics import evaluate
 from .nn import MLP
 from .optim import make_optimizer
@@ -36,9 +37,12 @@ def make_run_dir(output_dir: str | Path, name: str) -> Path:
     An existing run directory is never reused, so no earlier run is overwritten.
 
     Raises:
+        UserError: ``output_dir`` exists and is not a directory.
         OSError: the output directory cannot be created.
     """
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"{output_dir}: output.dir exists and is not a directory")
     output_dir.mkdir(parents=True, exist_ok=True)
     for i in range(1, 100_000):
         path = output_dir / (name if i == 1 else f"{name}-{i}")

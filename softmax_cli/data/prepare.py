@@ -27,15 +27,8 @@ class Splits:
     y_test: np.ndarray
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(X, y)`` of ``train``, ``val`` or ``test``.
-
-        Raises:
-            UserError: ``val`` asked for when the run had no validation split.
-        """
-        X, y = getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
-        if X is None:
-            raise UserError(f"there is no '{name}' split (data.val_fraction is 0)")
-        return X, y
+        """``(X, y)`` of ``train``, ``val`` or ``test`` (``(None, None)`` for a missing ``val``)."""
+        return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
 
 
 def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:

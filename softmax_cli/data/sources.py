@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import math
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,8 @@ def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
         raise UserError(f"{images_path}: expected images of 3 dimensions (n, h, w), got {images.ndim}")
     if labels.ndim != 1:
         raise UserError(f"{labels_path}: expected labels of 1 dimension (n,), got {labels.ndim}")
+    if len(images) == 0:
+        raise UserError(f"{images_path}: no images (the IDX file declares 0)")
     if len(images) != len(labels):
         raise UserError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
     return images, labels
@@ -180,7 +183,7 @@ def _index_labels(labels: np.ndarray, classes: np.ndarray, path: Path) -> np.nda
     idx = np.clip(idx, 0, len(classes) - 1)
     bad = classes[idx] != labels
     if bad.any():
-        raise UserError(f"{path}: label {labels[bad][0]!r} does not occur in the training labels")
+        raise UserError(f"{path}: label {labels[bad][0].item()} does not occur in the training labels")
     return idx.astype(np.int64)
 
 
@@ -193,8 +196,30 @@ def _csv_text(path: Path) -> str:
         raise UserError(f"{path}: not a UTF-8 text file") from None
 
 
+def _csv_problem(text: str, skip: int) -> str:
+    """Locate the first malformed cell or row (slow path, only after the fast parse failed)."""
+    width = None
+    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if line_no <= skip or not row:
+            continue
+        if width is None:
+            width = len(row)
+        if len(row) != width:
+            return f"line {line_no}: {len(row)} columns, expected {width} like the first data row"
+        for col, cell in enumerate(row, start=1):
+            try:
+                float(cell)
+            except ValueError:
+                return f"line {line_no}, column {col}: expected a number, got {cell.strip()!r}"
+    return "malformed CSV"
+
+
 def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
-    """Header (or None) and the numeric table of one CSV file."""
+    """Header (or None) and the numeric table of one CSV file.
+
+    The fast path is ``numpy.loadtxt``; when it fails, :func:`_csv_problem` re-reads the
+    file with the ``csv`` module to name the exact line and column.
+    """
     text = _csv_text(path)
     first = next(csv.reader(io.StringIO(text)), None)
     if not first:
@@ -204,19 +229,20 @@ def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
         header = None
     except ValueError:
         header = [cell.strip() for cell in first]
+    skip = 1 if header else 0
     try:
-        table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64,
-                           skiprows=1 if header else 0, ndmin=2)
-    except ValueError as exc:
-        msg = str(exc).split(";")[0]
-        raise UserError(f"{path}: {msg}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # "input contained no data": handled below
+            table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, skiprows=skip, ndmin=2)
+    except ValueError:
+        raise UserError(f"{path}: {_csv_problem(text, skip)}") from None
     if table.size == 0:
         raise UserError(f"{path}: no data rows")
     if header is not None and len(header) != table.shape[1]:
-        raise UserError(f"{path}: header has {len(header)} columns, rows have {table.shape[1]}")
+        raise UserError(f"{path}: the header has {len(header)} columns, the rows {table.shape[1]}")
     if not np.isfinite(table).all():
         row, col = np.argwhere(~np.isfinite(table))[0]
-        raise UserError(f"{path}: row {row + 1 + bool(header)}, column {col + 1}: "
+        raise UserError(f"{path}: line {row + 1 + skip}, column {col + 1}: "
                         f"expected a finite number, got {table[row, col]}")
     return header, table
 
@@ -241,8 +267,10 @@ def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str]
     labels = table[:, col]
     if not np.array_equal(labels, np.round(labels)):
         row = int(np.argmax(labels != np.round(labels)))
-        raise UserError(f"{path}: row {row + 1 + bool(header)}: label {labels[row]} is not an integer")
+        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {labels[row]:g} is not an integer")
     X = np.delete(table, col, axis=1).astype(np.float32)
+    if X.shape[1] == 0:
+        raise UserError(f"{path}: no pixel columns besides the label column")
     return X, labels.astype(np.int64), header
 
 

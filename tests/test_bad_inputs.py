@@ -1,0 +1,438 @@
+"""Bad inputs through the real ``softmax`` command: exit 2, one ``softmax: error:`` line, no traceback.
+
+Every case runs the installed console script in pytest's ``tmp_path`` and checks, with
+:func:`conftest.assert_user_error`, the exit code, that stderr is exactly one line starting
+``softmax: error: ``, and that the line names the file (and key or place) and the problem.
+Failed ``train`` runs must also leave no ``runs/`` directory behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CONFIGS, SAMPLES, assert_user_error, run_softmax
+
+
+def cases(table: list) -> list:
+    """Rows ``(id, *values)`` as pytest params with readable ids."""
+    return [pytest.param(*row[1:], id=row[0]) for row in table]
+
+
+def _write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    return path
+
+
+def train_must_fail(cwd: Path, config: str, *fragments: str, args=(), files: dict | None = None):
+    """Write ``files`` and ``cfg.yaml`` into ``cwd``, train, expect a one-line error and no run dir."""
+    for name, content in (files or {}).items():
+        _write(cwd / name, content)
+    _write(cwd / "cfg.yaml", config)
+    proc = run_softmax("train", "cfg.yaml", "--quiet", *args, cwd=cwd, timeout=120)
+    assert_user_error(proc, *fragments)
+    assert proc.stdout == ""
+    assert not (cwd / "runs").exists(), "a failed run must not create a run directory"
+
+
+# =============================================================================== config
+BASE = "data: {source: digits}\ntrain: {epochs: 1}\n"
+
+CONFIG_CASES = [
+    # id, config text, extra args, fragments
+    ("yaml_syntax_indent", "data:\n  source: digits\n model: x\n", (),
+     ("cfg.yaml", "line 3, column 2", "YAML syntax error")),
+    ("yaml_syntax_unclosed", "train:\n  epochs: [1, 2\n", (), ("cfg.yaml", "line 3, column 1", "YAML")),
+    ("yaml_tab", "train:\n\tepochs: 1\n", (), ("cfg.yaml", "line 2, column 1", "YAML syntax error")),
+    ("top_level_list", "- 1\n- 2\n", (), ("cfg.yaml", "expected a mapping", "got list")),
+    ("top_level_scalar", "just words\n", (), ("cfg.yaml", "expected a mapping", "got str")),
+    ("unknown_key", "modle: {hidden: [8]}\n", (), ("cfg.yaml", "modle: unknown key", "did you mean 'model'")),
+    ("unknown_nested_key", "train:\n  optimizer: {lrr: 0.1}\n", (),
+     ("cfg.yaml", "train.optimizer.lrr: unknown key", "did you mean 'lr'")),
+    ("epochs_string", "train: {epochs: ten}\n", (), ("cfg.yaml", "train.epochs", "expected an integer", "'ten'")),
+    ("epochs_float", "train: {epochs: 2.5}\n", (), ("train.epochs", "expected an integer", "2.5")),
+    ("batch_size_bool", "train: {batch_size: true}\n", (), ("train.batch_size", "expected an integer", "True")),
+    ("hidden_scalar", "model: {hidden: 5}\n", (), ("cfg.yaml", "model.hidden", "got 5")),
+    ("hidden_scalar_wording", "model: {hidden: 5}\n", (), ("expected a list of integers, got 5",)),
+    ("hidden_item", "model: {hidden: [16, wide]}\n", (), ("model.hidden[1]", "expected an integer", "'wide'")),
+    ("hidden_zero", "model: {hidden: [0]}\n", (), ("model.hidden", "positive")),
+    ("nesterov_int", "train: {optimizer: {nesterov: 1}}\n", (), ("train.optimizer.nesterov", "true or false")),
+    ("data_not_mapping", "data: digits\n", (), ("cfg.yaml", "data: expected a mapping", "'digits'")),
+    ("lr_zero", "train: {optimizer: {lr: 0}}\n", (), ("cfg.yaml", "train.optimizer.lr", "> 0", "got 0")),
+    ("lr_negative", "train: {optimizer: {lr: -0.1}}\n", (), ("train.optimizer.lr", "> 0", "-0.1")),
+    ("lr_nan", "train: {optimizer: {lr: .nan}}\n", (), ("train.optimizer.lr", "finite number")),
+    ("val_fraction", "data: {val_fraction: 1.5}\n", (), ("cfg.yaml", "data.val_fraction", "< 1", "1.5")),
+    ("test_fraction_zero", "data: {test_fraction: 0}\n", (), ("data.test_fraction", "> 0")),
+    ("batch_size_zero", "train: {batch_size: 0}\n", (), ("cfg.yaml", "train.batch_size", ">= 1", "got 0")),
+    ("seed_negative", "seed: -1\n", (), ("seed", ">= 0", "-1")),
+    ("activation", "model: {activation: swish}\n", (),
+     ("cfg.yaml", "model.activation", "one of relu, tanh, sigmoid, leaky_relu", "'swish'")),
+    ("optimizer_name", "train: {optimizer: {name: rmsprop}}\n", (), ("train.optimizer.name", "sgd, adam")),
+    ("source", "data: {source: parquet}\n", (), ("data.source", "digits, csv, idx", "'parquet'")),
+    ("name_with_slash", "name: a/b\n", (), ("cfg.yaml", "name", "plain directory name")),
+    ("root_with_digits", "data: {source: digits, root: data/mnist}\n", (),
+     ("cfg.yaml", "data.root", "not used with data.source 'digits'")),
+    ("csv_without_train", "data: {source: csv}\n", (), ("cfg.yaml", "data.train", "required", "'csv'")),
+    ("csv_with_root", "data: {source: csv, train: a.csv, root: x}\n", (), ("data.root", "not used", "'csv'")),
+    ("idx_without_root", "data: {source: idx}\n", (), ("cfg.yaml", "data.root", "required", "'idx'")),
+    ("image_shape_1d", "data: {source: csv, train: a.csv, image_shape: [4]}\n", (),
+     ("data.image_shape", "[height, width]")),
+    ("early_stopping_no_val", "data: {val_fraction: 0}\ntrain: {early_stopping: {patience: 2}}\n", (),
+     ("cfg.yaml", "train.early_stopping", "val_fraction")),
+    ("patience_zero", "train: {early_stopping: {patience: 0}}\n", (), ("train.early_stopping.patience", ">= 1")),
+    ("set_without_equals", BASE, ("--set", "train.epochs"), ("--set train.epochs", "KEY.SUB=VALUE")),
+    ("set_empty_key", BASE, ("--set", "=3"), ("--set =3", "KEY.SUB=VALUE")),
+    ("set_empty_segment", BASE, ("--set", "train..epochs=3"), ("--set train..epochs=3", "KEY.SUB=VALUE")),
+    ("set_through_scalar", BASE, ("--set", "train.epochs.max=3"), ("--set train.epochs.max", "not a mapping")),
+    ("set_unknown_key", BASE, ("--set", "trian.epochs=3"), ("trian: unknown key", "did you mean 'train'")),
+    ("set_unknown_nested", BASE, ("--set", "train.optimizer.lrr=0.1"),
+     ("train.optimizer.lrr: unknown key", "did you mean 'lr'")),
+    ("set_bad_yaml", BASE, ("--set", "model.hidden=[8"), ("--set model.hidden=[8", "not valid YAML")),
+    ("set_wrong_type", BASE, ("--set", "train.epochs=many"), ("train.epochs", "expected an integer", "'many'")),
+    ("output_dir_is_file", "data: {source: digits}\noutput: {dir: cfg.yaml}\n", (),
+     ("cfg.yaml", "output.dir exists and is not a directory")),
+]
+
+
+@pytest.mark.parametrize("config, args, fragments",
+                         cases(CONFIG_CASES))
+def test_bad_config(tmp_path, config, args, fragments):
+    train_must_fail(tmp_path, config, *fragments, args=args)
+
+
+@pytest.mark.parametrize("command", ["train", "gradcheck"])
+@pytest.mark.parametrize("make, fragments", [
+    pytest.param(lambda d: d / "data.yaml", ("data.yaml", "config file not found"), id="missing"),
+    pytest.param(lambda d: (d / "confdir").mkdir() or d / "confdir", ("confdir", "is a directory"), id="directory"),
+    pytest.param(lambda d: _write(d / "bin.yaml", b"\xff\xfe\x00bad"), ("bin.yaml", "cannot read"), id="not_utf8"),
+])
+def test_unreadable_config(tmp_path, command, make, fragments):
+    proc = run_softmax(command, make(tmp_path).relative_to(tmp_path), cwd=tmp_path, timeout=60)
+    assert_user_error(proc, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+# ================================================================================== CSV
+HEAD = "label,p0,p1,p2,p3\n"
+
+
+def csv_config(train: str = "train.csv", extra: str = "") -> str:
+    return f"data:\n  source: csv\n  train: {train}\n{extra}train: {{epochs: 2, batch_size: 8}}\n"
+
+
+def balanced_csv(n: int = 40, newline: str = "\n", bom: bool = False) -> str:
+    """``n`` rows of 2x2 images: class 0 inks the left column, class 1 the right one."""
+    rows = ["label,p0,p1,p2,p3"] + [("0,200,0,180,0" if i % 2 == 0 else "1,0,210,0,190") for i in range(n)]
+    return ("\ufeff" if bom else "") + newline.join(rows) + newline
+
+
+GOOD = balanced_csv()
+
+CSV_CASES = [
+    # id, files, config extra lines, fragments
+    ("missing", {}, "", ("train.csv", "file not found")),
+    ("directory", {"train.csv/x": "1"}, "", ("train.csv", "is a directory")),
+    ("empty", {"train.csv": ""}, "", ("train.csv", "empty CSV file")),
+    ("blank_lines", {"train.csv": "\n\n"}, "", ("train.csv", "empty CSV file")),
+    ("header_only", {"train.csv": HEAD}, "", ("train.csv", "no data rows")),
+    ("non_numeric", {"train.csv": HEAD + "0,1,2,3,4\n1,1,x,3,4\n"}, "", ("train.csv", "'x'", "column 3")),
+    ("non_numeric_line", {"train.csv": HEAD + "0,1,2,3,4\n1,1,x,3,4\n"}, "",
+     ("line 3, column 3: expected a number, got 'x'",)),
+    ("empty_cell", {"train.csv": HEAD + "0,1,,3,4\n"}, "", ("train.csv", "''", "column 3")),
+    ("ragged", {"train.csv": HEAD + "0,1,2,3,4\n1,1,3,4\n"}, "",
+     ("train.csv", "line 3: 4 columns, expected 5")),
+    ("header_width", {"train.csv": "label,p0,p1\n0,1,2,3,4\n"}, "", ("train.csv", "header has 3 columns", "5")),
+    ("nan", {"train.csv": HEAD + "0,1,2,3,4\n1,1,nan,3,4\n"}, "",
+     ("train.csv", "line 3, column 3", "finite number", "nan")),
+    ("inf", {"train.csv": HEAD + "0,1,2,3,1e999\n"}, "", ("train.csv", "line 2, column 5", "finite number")),
+    ("label_not_integer", {"train.csv": HEAD + "0,1,2,3,4\n0.5,1,2,3,4\n"}, "",
+     ("train.csv", "line 3", "label 0.5 is not an integer")),
+    ("label_column_absent", {"train.csv": GOOD}, "  label_column: digit\n",
+     ("train.csv", "no column named 'digit'", "label_column", "label, p0")),
+    ("label_column_no_header", {"train.csv": "0,1,2,3,4\n1,4,3,2,1\n"}, "  label_column: label\n",
+     ("train.csv", "no header row", "first or last")),
+    ("not_square", {"train.csv": "label,p0,p1,p2\n0,1,2,3\n"}, "",
+     ("train.csv", "3 pixel columns", "not a square", "data.image_shape")),
+    ("label_only", {"train.csv": "label\n1\n2\n"}, "", ("train.csv", "no pixel columns")),
+    ("image_shape_mismatch", {"train.csv": GOOD}, "  image_shape: [3, 3]\n",
+     ("train.csv", "4 pixel columns", "data.image_shape [3, 3]")),
+    ("pixel_above_max", {"train.csv": HEAD + "0,1,2,3,300\n"}, "",
+     ("train.csv", "[0, 255]", "data.pixel_max", "found [1, 300]")),
+    ("pixel_above_custom_max", {"train.csv": HEAD + "0,1,2,3,17\n"}, "  pixel_max: 16\n",
+     ("train.csv", "[0, 16]", "found [1, 17]")),
+    ("pixel_negative", {"train.csv": HEAD + "0,1,2,3,-4\n"}, "", ("train.csv", "[0, 255]", "found [-4, 3]")),
+    ("test_fewer_columns", {"train.csv": GOOD, "test.csv": "label,p0,p1,p2\n0,1,2,3\n"}, "  test: test.csv\n",
+     ("test.csv", "columns differ", "train.csv")),
+    ("test_other_header", {"train.csv": GOOD, "test.csv": "label,q0,q1,q2,q3\n0,1,2,3,4\n"},
+     "  test: test.csv\n", ("test.csv", "columns differ", "train.csv")),
+    ("test_pixels", {"train.csv": GOOD, "test.csv": HEAD + "0,1,2,3,999\n"}, "  test: test.csv\n",
+     ("test.csv", "[0, 255]", "999")),
+    ("test_unknown_label", {"train.csv": GOOD, "test.csv": HEAD + "7,1,2,3,4\n"}, "  test: test.csv\n",
+     ("test.csv", "does not occur in the training labels")),
+    ("test_unknown_label_wording", {"train.csv": GOOD, "test.csv": HEAD + "7,1,2,3,4\n"},
+     "  test: test.csv\n", ("label 7 does not occur",)),
+    ("test_missing", {"train.csv": GOOD}, "  test: nope.csv\n", ("nope.csv", "file not found")),
+    ("corrupt_gzip", {"train.csv.gz": b"\x1f\x8b" + np.random.default_rng(0).bytes(64)}, "",
+     ("train.csv.gz", "corrupt gzip")),
+    ("truncated_gzip", {"train.csv.gz": gzip.compress(GOOD.encode())[:40]}, "", ("train.csv.gz", "corrupt gzip")),
+    ("not_utf8", {"train.csv": b"label,p0\n\xff\xfe,1\n"}, "", ("train.csv", "not a UTF-8 text file")),
+    ("singleton_class", {"train.csv": HEAD + "0,1,2,3,4\n" * 10 + "1,4,3,2,1\n"}, "",
+     ("train.csv", "cannot split", "only 1 member")),
+]
+
+
+@pytest.mark.parametrize("files, extra, fragments",
+                         cases(CSV_CASES))
+def test_bad_csv(tmp_path, files, extra, fragments):
+    train_name = next((n for n in files if n.startswith("train.") and n.endswith(("csv", "gz"))), "train.csv")
+    train_must_fail(tmp_path, csv_config(train_name, extra), *fragments, files=files)
+
+
+@pytest.mark.parametrize("name, data", [
+    pytest.param("train.csv", balanced_csv(newline="\r\n", bom=True).encode(), id="bom_crlf"),
+    pytest.param("train.csv.gz", gzip.compress(balanced_csv(newline="\r\n", bom=True).encode()), id="gzip"),
+])
+def test_valid_csv_trains(tmp_path, name, data):
+    _write(tmp_path / name, data)
+    _write(tmp_path / "test.csv", balanced_csv(10))
+    _write(tmp_path / "cfg.yaml", csv_config(name, "  test: test.csv\n") + "model: {hidden: [4]}\n")
+    proc = run_softmax("train", "cfg.yaml", "--quiet", "--json", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["epochs_run"] == 2 and summary["n_test"] == 10
+    assert (tmp_path / summary["best_checkpoint"]).is_file()
+
+
+# ================================================================================== IDX
+def idx_bytes(arr, dtype_code: int = 0x08) -> bytes:
+    arr = np.asarray(arr, dtype=np.uint8)
+    return bytes([0, 0, dtype_code, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+_RNG = np.random.default_rng(0)
+IMAGES = idx_bytes(_RNG.integers(0, 256, (20, 4, 4)))
+LABELS = idx_bytes(np.arange(20) % 2)
+TI, TL = "mnist/train-images-idx3-ubyte", "mnist/train-labels-idx1-ubyte"
+
+IDX_CASES = [
+    # id, files, fragments
+    ("root_missing", {}, ("mnist", "data.root is not a directory")),
+    ("root_is_file", {"mnist": b"x"}, ("mnist", "data.root is not a directory")),
+    ("root_without_files", {"mnist/readme.txt": "hi"}, ("mnist", "no train-images-idx3-ubyte", "data.root")),
+    ("labels_missing", {TI: IMAGES}, ("mnist", "no train-labels-idx1-ubyte")),
+    ("wrong_magic", {TI: b"\x12\x34" + IMAGES[2:], TL: LABELS},
+     ("train-images-idx3-ubyte", "not an IDX file", "magic number 1234")),
+    ("empty_file", {TI: b"", TL: LABELS}, ("train-images-idx3-ubyte", "not an IDX file")),
+    ("truncated_header", {TI: IMAGES[:10], TL: LABELS}, ("train-images-idx3-ubyte", "truncated IDX header")),
+    ("truncated_data", {TI: IMAGES[:-10], TL: LABELS},
+     ("train-images-idx3-ubyte", "310 bytes", "(20, 4, 4) asks for 320")),
+    ("trailing_data", {TI: IMAGES + b"\0", TL: LABELS}, ("train-images-idx3-ubyte", "321 bytes")),
+    ("count_mismatch", {TI: IMAGES, TL: idx_bytes(np.arange(19) % 2)},
+     ("train-labels-idx1-ubyte", "19 labels for 20 images")),
+    ("images_2d", {TI: idx_bytes(np.zeros((20, 16))), TL: LABELS},
+     ("train-images-idx3-ubyte", "3 dimensions", "got 2")),
+    ("corrupt_gzip", {TI + ".gz": b"\x1f\x8b" + _RNG.bytes(200), TL: LABELS},
+     ("train-images-idx3-ubyte.gz", "corrupt gzip")),
+    ("truncated_gzip", {TI + ".gz": gzip.compress(IMAGES)[:-30], TL: LABELS},
+     ("train-images-idx3-ubyte.gz", "corrupt gzip")),
+    ("test_shape_differs", {TI: IMAGES, TL: LABELS, "mnist/t10k-images-idx3-ubyte": idx_bytes(np.zeros((2, 5, 5))),
+                            "mnist/t10k-labels-idx1-ubyte": idx_bytes([0, 1])},
+     ("t10k-images-idx3-ubyte", "test images are (5, 5)", "(4, 4)")),
+    ("zero_images", {TI: idx_bytes(np.zeros((0, 4, 4))), TL: idx_bytes(np.zeros(0))},
+     ("train-images-idx3-ubyte", "no images")),
+]
+
+
+@pytest.mark.parametrize("files, fragments",
+                         cases(IDX_CASES))
+def test_bad_idx(tmp_path, files, fragments):
+    train_must_fail(tmp_path, "data: {source: idx, root: mnist}\ntrain: {epochs: 1}\n", *fragments, files=files)
+
+
+def test_idx_explicit_path_missing(tmp_path):
+    _write(tmp_path / TI, IMAGES)
+    train_must_fail(tmp_path, f"data: {{source: idx, train_images: {TI}, train_labels: nope-idx1}}\n",
+                    "nope-idx1", "file not found")
+
+
+# =========================================================================== checkpoints
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A real digits checkpoint (1 epoch, 16 hidden units) to load and rewrite."""
+    cwd = tmp_path_factory.mktemp("ckpt")
+    proc = run_softmax("train", CONFIGS / "digits.yaml",
+                       "--quiet", "--json", "--set", "train.epochs=1", "--set", "model.hidden=[16]", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd / json.loads(proc.stdout)["best_checkpoint"]
+
+
+class Unpickled:
+    """Creates a directory named by its argument when unpickled: proof that pickle ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def _arrays(ckpt: Path) -> tuple[dict, dict]:
+    with np.load(ckpt) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return arrays, json.loads(str(arrays["metadata"]))
+
+
+def _rewrite(**meta_changes):
+    """A builder: the good checkpoint with metadata keys replaced."""
+    def build(ckpt: Path, out: Path) -> Path:
+        arrays, meta = _arrays(ckpt)
+        arrays["metadata"] = np.array(json.dumps({**meta, **meta_changes}))
+        np.savez(out / "bad.npz", **arrays)
+        return out / "bad.npz"
+    return build
+
+
+def _without(key):
+    def build(ckpt, out):
+        arrays, _ = _arrays(ckpt)
+        del arrays[key]
+        np.savez(out / "bad.npz", **arrays)
+        return out / "bad.npz"
+    return build
+
+
+def _pickled(ckpt, out):
+    arrays, _ = _arrays(ckpt)
+    arrays["W0"] = np.array([Unpickled(out / "UNPICKLED")], dtype=object)
+    np.savez(out / "bad.npz", **arrays)
+    return out / "bad.npz"
+
+
+CKPT_CASES = [
+    # id, builder(good checkpoint, dir) -> path, fragments
+    ("missing", lambda c, d: d / "nope.npz", ("nope.npz", "checkpoint not found")),
+    ("directory", lambda c, d: (d / "ck.npz").mkdir() or d / "ck.npz", ("ck.npz", "is a directory")),
+    ("text_file", lambda c, d: _write(d / "bad.npz", "hello, I am text\n"), ("bad.npz", "not a softmax checkpoint")),
+    ("text_file_wording", lambda c, d: _write(d / "bad.npz", "hello, I am text\n"),
+     ("bad.npz", "not a readable .npz archive")),
+    ("zero_bytes", lambda c, d: _write(d / "bad.npz", b""), ("bad.npz", "not a readable .npz archive")),
+    ("truncated_zip", lambda c, d: _write(d / "bad.npz", c.read_bytes()[:400]),
+     ("bad.npz", "not a readable .npz archive")),
+    ("single_npy", lambda c, d: np.save(d / "bad.npy", np.zeros(3)) or d / "bad.npy",
+     ("bad.npy", "not a softmax checkpoint", "single .npy array")),
+    ("no_metadata", lambda c, d: np.savez(d / "bad.npz", a=np.random.rand(3, 3), b=np.ones(2)) or d / "bad.npz",
+     ("bad.npz", "not a softmax checkpoint", "no metadata")),
+    ("pickled_object_array", _pickled, ("bad.npz", "pickle")),
+    ("metadata_not_json", lambda c, d: np.savez(d / "bad.npz", metadata=np.array("{oops")) or d / "bad.npz",
+     ("bad.npz", "metadata is not JSON")),
+    ("wrong_format", _rewrite(format="something-else"), ("bad.npz", "format: softmax-checkpoint")),
+    ("newer_version", _rewrite(format_version=999), ("bad.npz", "format version 999", "newer", "upgrade")),
+    ("classes_null", _rewrite(classes=None), ("bad.npz", "not a softmax checkpoint", "'classes'")),
+    ("missing_weights", _without("W1"), ("bad.npz", "missing 'W1'")),
+    ("bad_activation", _rewrite(model={"sizes": [64, 16, 10], "activation": "swish", "dtype": "float32"}),
+     ("bad.npz", "swish")),
+    ("class_count", _rewrite(classes=["a", "b"]), ("bad.npz", "'classes' must be 10 class names")),
+]
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+@pytest.mark.parametrize("build, fragments",
+                         cases(CKPT_CASES))
+def test_bad_checkpoint(tmp_path, checkpoint, command, build, fragments):
+    path = build(checkpoint, tmp_path)
+    args = ["eval", path] if command == "eval" else ["predict", "--checkpoint", path, SAMPLES / "digits-3.png"]
+    proc = run_softmax(*args, cwd=tmp_path, timeout=120)
+    assert_user_error(proc, *fragments)
+    assert proc.stdout == ""
+    assert not (tmp_path / "UNPICKLED").exists(), "an object array was unpickled"
+
+
+def test_pickled_metadata_is_never_unpickled(tmp_path):
+    np.savez(tmp_path / "evil.npz", metadata=np.array([Unpickled(tmp_path / "UNPICKLED")], dtype=object))
+    proc = run_softmax("eval", "evil.npz", cwd=tmp_path)
+    assert_user_error(proc, "evil.npz", "pickle")
+    assert not (tmp_path / "UNPICKLED").exists()
+
+
+def test_checkpoint_image_shape_checked(tmp_path, checkpoint):
+    path = _rewrite(image_shape=[])(checkpoint, tmp_path)
+    proc = run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", cwd=tmp_path)
+    assert_user_error(proc, "bad.npz", "image_shape")
+
+
+# ================================================================================= eval
+def test_eval_bogus_split(tmp_path, checkpoint):
+    assert_user_error(run_softmax("eval", checkpoint, "--split", "bogus", cwd=tmp_path),
+                      "--split", "expected test, val or train", "'bogus'")
+
+
+def test_eval_val_split_absent(tmp_path, checkpoint):
+    arrays, meta = _arrays(checkpoint)
+    meta["config"]["data"]["val_fraction"] = 0
+    meta["config"]["train"]["early_stopping"] = None
+    np.savez(tmp_path / "noval.npz", **{**arrays, "metadata": np.array(json.dumps(meta))})
+    assert_user_error(run_softmax("eval", "noval.npz", "--split", "val", cwd=tmp_path),
+                      "noval.npz", "no validation split")
+
+
+@pytest.mark.parametrize("files, fragments", [
+    pytest.param({}, ("data.yaml", "config file not found"), id="missing"),
+    pytest.param({"data.yaml": "model: {activation: swish}\n"}, ("data.yaml", "model.activation"), id="invalid"),
+    pytest.param({"data.yaml": csv_config("t.csv"), "t.csv": GOOD}, ("data.yaml", "4 features", "expects 64"),
+                 id="feature_mismatch"),
+])
+def test_eval_bad_data_config(tmp_path, checkpoint, files, fragments):
+    for name, content in files.items():
+        _write(tmp_path / name, content)
+    assert_user_error(run_softmax("eval", checkpoint, "--data", "data.yaml", cwd=tmp_path), *fragments)
+
+
+# ============================================================================== predict
+def _png(color=255, ink=False):
+    """A builder: a 28x28 grayscale PNG of one colour, with a noisy stroke when ``ink``."""
+    def build(d: Path) -> Path:
+        pixels = np.full((28, 28), color, np.uint8)
+        if ink:
+            pixels[4:24, 12:16] = np.random.default_rng(0).integers(150, 256, (20, 4))
+        Image.fromarray(pixels).save(d / "img.png")
+        return d / "img.png"
+    return build
+
+
+IMAGE_CASES = [
+    ("missing", lambda d: d / "img.png", ("img.png", "file not found")),
+    ("zero_bytes", lambda d: _write(d / "img.png", b""), ("img.png", "not an image file")),
+    ("text_named_png", lambda d: _write(d / "img.png", "this is not a PNG\n"), ("img.png", "not an image file")),
+    ("truncated_png", lambda d: _write(d / "img.png", _png(0, ink=True)(d).read_bytes()[:-60]),
+     ("img.png", "cannot decode image", "truncated")),
+    ("directory", lambda d: (d / "img.png").mkdir() or d / "img.png", ("img.png", "is a directory")),
+    ("blank_white", _png(255), ("img.png", "no ink")),
+    ("blank_black", _png(0), ("img.png", "no ink")),
+    ("blank_gray", _png(128), ("img.png", "no ink")),
+]
+
+
+@pytest.mark.parametrize("build, fragments",
+                         cases(IMAGE_CASES))
+def test_bad_image(tmp_path, checkpoint, build, fragments):
+    bad = build(tmp_path)
+    # a good image first: nothing may be printed for it when a later one is bad
+    proc = run_softmax("predict", "-c", checkpoint, SAMPLES / "digits-3.png", bad, cwd=tmp_path)
+    assert_user_error(proc, *fragments)
+    assert proc.stdout == ""
+
+
+def test_predict_without_any_checkpoint(tmp_path):
+    _png(0)(tmp_path)
+    assert_user_error(run_softmax("predict", "img.png", cwd=tmp_path), "runs", "no */best.npz", "--checkpoint")
