@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .data.images import STYLES
 from .data.prepare import Preprocessor
 from .errors import UserError
 from .nn import MLP
@@ -45,10 +46,27 @@ class Checkpoint:
         return tuple(self.meta["image_shape"])
 
 
+def newest_checkpoint(runs: Path = Path("runs")) -> Path:
+    """The most recently written ``runs/*/best.npz``.
+
+    Raises:
+        UserError: there is none.
+    """
+    found = sorted(Path(runs).glob("*/best.npz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UserError(f"{runs}: no */best.npz found; train a model first "
+                        f"(softmax train configs/digits.yaml) or pass --checkpoint")
+    return found[-1]
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it.
 
     On any error the temporary file is removed and ``path`` is left as it was.
+
+    Raises:
+        OSError: the temporary file cannot be created, written or renamed (disk full,
+            permission denied); whatever ``write`` raises.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -66,7 +84,10 @@ def save_checkpoint(path: str | Path, model: MLP, preprocessor: Preprocessor, me
 
     The format fields (``format``, ``format_version``, ``package_version``) and the model's
     architecture (``sizes``, ``activation``, ``dtype``) and preprocessing are added to
-    ``meta`` here; the caller gives classes, image shape, config and metrics.
+    ``meta`` here; the caller gives classes, image shape, image style, config and metrics.
+
+    Raises:
+        OSError: the file cannot be written; an earlier file at ``path`` is left intact.
     """
     meta = dict(meta)
     meta.update(format=FORMAT, format_version=FORMAT_VERSION, package_version=__version__,
@@ -125,7 +146,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if meta["format_version"] > FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format version {meta.get('format_version')!r} is newer "
                         f"than this softmax ({__version__}) reads ({FORMAT_VERSION}); upgrade softmax")
-    missing = [key for key in ("model", "preprocessing", "classes", "image_shape", "config") if key not in meta]
+    missing = [key for key in ("model", "preprocessing", "classes", "image_shape", "image_style", "config")
+               if key not in meta]
     if missing:
         raise bad(f"metadata lacks {', '.join(missing)}")
     try:
@@ -136,13 +158,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                            float(meta["preprocessing"]["pixel_max"]), meta["preprocessing"]["normalize"])
     except (KeyError, TypeError) as exc:
         raise bad(f"missing {exc}") from None
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     try:
         model = MLP(sizes, activation, dtype=dtype, params=params)
     except (ValueError, TypeError) as exc:
         raise bad(str(exc)) from None
     d, classes, shape = sizes[0], meta["classes"], meta["image_shape"]
-    if pre.offset.shape != (d,) or pre.scale.shape != (d,):
-        raise bad(f"input_offset and input_scale must have shape ({d},) like W0's inputs")
+    if pre.offset.shape != (d,) or pre.scale.shape != (d,) or not all(
+            a.dtype.kind == "f" and np.isfinite(a).all() for a in (pre.offset, pre.scale)):
+        raise bad(f"input_offset and input_scale must be finite floats of shape ({d},) like W0's inputs")
+    if meta["image_style"] not in STYLES:
+        raise bad(f"unknown image_style {meta['image_style']!r}; known: {', '.join(STYLES)}")
+    if not all(p.dtype.kind == "f" for p in params):
+        raise bad("parameters must be float arrays")
     if not (isinstance(classes, list) and len(classes) == sizes[-1] and all(isinstance(c, str) for c in classes)):
         raise bad(f"metadata 'classes' must be {sizes[-1]} class names, one per output")
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -37,6 +38,13 @@ def _handle_errors(func):
         except UserError as exc:
             _err(f"softmax: error: {exc}")
             raise typer.Exit(EXIT_USAGE) from None
+        except BrokenPipeError:
+            # stdout closed early (e.g. `softmax eval ... | head`): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(EXIT_FAILURE) from None
+        except MemoryError as exc:
+            _err(f"softmax: error: out of memory ({exc or 'the data or the network is too large'})")
+            raise typer.Exit(EXIT_FAILURE) from None
         except FloatingPointError as exc:
             _err(f"softmax: error: {exc}")
             raise typer.Exit(EXIT_FAILURE) from None
@@ -75,25 +83,24 @@ def train(config: Path = typer.Argument(..., help="YAML experiment config.", sho
           as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")) -> None:
     """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
     from .config import load_config
-    from .training import make_run_dir, prepare_data, train as run_training
+    from .training import layer_sizes, prepare_data, train as run_training
 
     cfg = load_config(config, set_)
-    data = prepare_data(cfg)                   # bad data fails here, before a run dir exists
+    data = prepare_data(cfg)
     ds, splits = data
-    run_dir = make_run_dir(cfg.output.dir, cfg.name)
-    sizes = "-".join(str(s) for s in [ds.X.shape[1], *cfg.model.hidden, len(ds.classes)])
     if not quiet:
         n_val = 0 if splits.y_val is None else len(splits.y_val)
+        sizes = "-".join(map(str, layer_sizes(cfg, ds)))
         _err(f"training {cfg.name}: {ds.description}; {len(splits.y_train)} train / {n_val} val / "
              f"{len(splits.y_test)} test; MLP {sizes} {cfg.model.activation}, "
-             f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}; writing {run_dir}")
-    progress = not quiet and sys.stderr.isatty()
+             f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}")
     try:
-        result = run_training(cfg, run_dir, data, progress=progress,
+        result = run_training(cfg, data, progress=not quiet and sys.stderr.isatty(),
                               log=(lambda line: None) if quiet else _err)
     except KeyboardInterrupt:
-        _err(f"softmax: interrupted; checkpoints of finished epochs are in {run_dir}")
+        _err("softmax: interrupted; the run directory keeps the checkpoints of finished epochs")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    run_dir = result.run_dir
     summary = {"run_dir": str(run_dir), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                "stopped_early": result.stopped_early,
                "val_loss": None if result.n_val == 0 else result.best["val_loss"],
@@ -124,9 +131,11 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
+    import numpy as np
+
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
-    from .metrics import class_report, evaluate
+    from .metrics import class_report, evaluate, format_confusion_matrix
     from .training import prepare_data
 
     if split not in ("test", "val", "train"):
@@ -140,10 +149,12 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     if X.shape[1] != ckpt.model.sizes[0]:
         raise UserError(f"{data or checkpoint}: the data has {X.shape[1]} features per image, "
                         f"the model expects {ckpt.model.sizes[0]}")
-    if len(ds.classes) > len(ckpt.classes):
-        raise UserError(f"{data or checkpoint}: the data has {len(ds.classes)} classes, "
-                        f"the model knows {len(ckpt.classes)}")
-    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), y)
+    unknown = [c for c in ds.classes if c not in ckpt.classes]
+    if unknown:
+        raise UserError(f"{data or checkpoint}: class {unknown[0]!r} of the data is not one the model "
+                        f"knows ({', '.join(ckpt.classes)})")
+    to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
+    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
     report = class_report(ev, ckpt.classes)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
               "accuracy": ev.accuracy, **report}
@@ -152,35 +163,14 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         return
     typer.echo(f"checkpoint  {checkpoint}\nsplit       {split} ({len(y)} images)\n"
                f"loss        {ev.loss:.4f}\naccuracy    {ev.accuracy:.4f}\n")
-    typer.echo(_format_confusion(report["confusion_matrix"], ckpt.classes))
+    typer.echo(format_confusion_matrix(report["confusion_matrix"], ckpt.classes))
     from sklearn.metrics import classification_report
 
     typer.echo(classification_report(ev.y_true, ev.y_pred, labels=list(range(len(ckpt.classes))),
                                      target_names=ckpt.classes, digits=4, zero_division=0))
 
 
-def _format_confusion(cm: list[list[int]], classes: list[str]) -> str:
-    width = max(max(len(c) for c in classes), max(len(str(v)) for row in cm for v in row)) + 1
-    lines = ["confusion matrix (rows: true class, columns: predicted class)",
-             " " * width + " " + "".join(c.rjust(width) for c in classes)]
-    lines += [c.rjust(width) + " " + "".join(str(v).rjust(width) for v in row) for c, row in zip(classes, cm)]
-    return "\n".join(lines) + "\n"
-
-
 # ---------------------------------------------------------------------------- predict
-def newest_checkpoint(runs: Path = Path("runs")) -> Path:
-    """The most recently written ``runs/*/best.npz``.
-
-    Raises:
-        UserError: there is none.
-    """
-    found = sorted(runs.glob("*/best.npz"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"{runs}: no */best.npz found; train a model first "
-                        f"(softmax train configs/digits.yaml) or pass --checkpoint")
-    return found[-1]
-
-
 @app.command()
 @_handle_errors
 def predict(images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...).", show_default=False),
@@ -191,15 +181,15 @@ def predict(images: List[Path] = typer.Argument(..., help="Image files (PNG, JPE
     """Classify image files with a trained checkpoint."""
     import numpy as np
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, newest_checkpoint
     from .data.images import image_to_input
 
     if checkpoint is None:
         checkpoint = newest_checkpoint()
         _err(f"using checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
-    style = ckpt.meta.get("image_style", "mnist")
-    X = np.stack([image_to_input(p, ckpt.image_shape, ckpt.preprocessor.pixel_max, style) for p in images])
+    X = np.stack([image_to_input(p, ckpt.image_shape, ckpt.preprocessor.pixel_max, ckpt.meta["image_style"])
+                  for p in images])
     proba = ckpt.model.predict_proba(ckpt.preprocessor.transform(X, ckpt.model.dtype))
     k = min(top_k, proba.shape[1])
     for path, row in zip(images, proba):
@@ -221,25 +211,14 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
                                           help="Entries checked per parameter array (random subset)."),
               set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False)) -> None:
     """Check backpropagation against central finite differences, in float64."""
-    import numpy as np
-
     from .config import load_config
-    from .data import Preprocessor
-    from .nn import MLP
-    from .nn.gradcheck import TOLERANCE, check_gradients
-    from .training import prepare_data
+    from .nn.gradcheck import TOLERANCE
+    from .training import run_gradcheck
 
     cfg = load_config(config, set_)
-    ds, splits = prepare_data(cfg)
-    rng = np.random.default_rng(cfg.seed)
-    pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize)
-    pick = rng.choice(len(splits.y_train), min(samples, len(splits.y_train)), replace=False)
-    X, y = pre.transform(splits.X_train[pick], np.float64), splits.y_train[pick]
-    sizes = [X.shape[1], *cfg.model.hidden, len(ds.classes)]
-    model = MLP(sizes, cfg.model.activation, dtype=np.float64, rng=rng)
-    results = check_gradients(model, X, y, max_entries=entries, rng=rng)
+    sizes, n, results = run_gradcheck(cfg, samples, entries)
     typer.echo(f"gradcheck: MLP {'-'.join(map(str, sizes))} {cfg.model.activation}, float64, "
-               f"{len(y)} samples, central differences (tolerance {TOLERANCE:g})")
+               f"{n} samples, central differences (tolerance {TOLERANCE:g})")
     typer.echo(f"{'param':<6} {'shape':<12} {'checked':>7}  rel_error")
     for r in results:
         typer.echo(f"{r.name:<6} {'x'.join(map(str, r.shape)):<12} {r.checked:>7}  {r.rel_error:.2e}")

@@ -180,8 +180,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UserError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
-        if not isinstance(value, str) or not value:
-            raise UserError(f"{key}: expected a non-empty string, got {value!r}")
+        if not isinstance(value, str) or not value or "\0" in value:
+            raise UserError(f"{key}: expected a non-empty string without NUL bytes, got {value!r}")
         return value
     raise TypeError(f"unsupported annotation {tp!r}")  # a bug in the schema, not user input
 
@@ -309,8 +309,9 @@ def config_from_dict(raw: Any, origin: str = "config", default_name: str = "run"
 
 def _check_consistency(cfg: Config) -> None:
     d = cfg.data
-    if cfg.name is not None and ("/" in cfg.name or cfg.name in (".", "..")):
-        raise UserError(f"name: expected a plain directory name, got {cfg.name!r}")
+    if cfg.name is not None and ("/" in cfg.name or cfg.name in (".", "..") or len(cfg.name.encode()) > 200):
+        raise UserError(f"name: expected a plain directory name of at most 200 bytes, got {cfg.name[:40]!r}"
+                        f"{'...' if len(cfg.name) > 40 else ''}")
     other = {"digits": _CSV_KEYS + _IDX_KEYS, "csv": _IDX_KEYS, "idx": _CSV_KEYS}[d.source]
     for key in other:
         if getattr(d, key) is not None:

@@ -32,13 +32,26 @@ class Evaluation:
 
 
 def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> Evaluation:
-    """Evaluate ``model`` on preprocessed inputs ``X`` (n, d) with labels ``y`` int64 (n,)."""
+    """Evaluate ``model`` on preprocessed inputs ``X`` (n, d) with labels ``y`` int64 (n,).
+
+    Raises:
+        ValueError: ``X`` does not have the model's number of features.
+    """
     from sklearn.metrics import accuracy_score
 
     logits = model.logits(X)
     y_pred = logits.argmax(axis=1)
     return Evaluation(loss=cross_entropy(logits, y), accuracy=float(accuracy_score(y, y_pred)),
                       y_true=y, y_pred=y_pred, proba=softmax(logits))
+
+
+def format_confusion_matrix(cm: list[list[int]], classes: list[str]) -> str:
+    """The confusion matrix as aligned text, rows the true class, columns the predicted one."""
+    width = max(max(len(c) for c in classes), max(len(str(v)) for row in cm for v in row)) + 1
+    lines = ["confusion matrix (rows: true class, columns: predicted class)",
+             " " * width + " " + "".join(c.rjust(width) for c in classes)]
+    lines += [c.rjust(width) + " " + "".join(str(v).rjust(width) for v in row) for c, row in zip(classes, cm)]
+    return "\n".join(lines) + "\n"
 
 
 def class_report(ev: Evaluation, classes: list[str]) -> dict:

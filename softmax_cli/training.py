@@ -37,27 +37,64 @@ def make_run_dir(output_dir: str | Path, name: str) -> Path:
     An existing run directory is never reused, so no earlier run is overwritten.
 
     Raises:
-        UserError: ``output_dir`` exists and is not a directory.
-        OSError: the output directory cannot be created.
+        UserError: ``output_dir`` exists and is not a directory, or it or the run directory
+            cannot be created (permissions, a name too long, a read-only file system).
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: output.dir exists and is not a directory")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 100_000):
-        path = output_dir / (name if i == 1 else f"{name}-{i}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise OSError(f"{output_dir}: no free run directory name for {name!r}")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for i in range(1, 100_000):
+            path = output_dir / (name if i == 1 else f"{name}-{i}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise UserError(f"{exc.filename or output_dir}: cannot create the run directory "
+                        f"(output.dir, name): {exc.strerror or exc}") from None
+    raise UserError(f"{output_dir}: no free run directory name for {name!r}")
 
 
 def prepare_data(cfg: Config) -> tuple[Dataset, Splits]:
-    """Load the config's dataset and split it (the same split for train and eval)."""
+    """Load the config's dataset and split it (the same split for train and eval).
+
+    Raises:
+        UserError: the data cannot be read or split (see :func:`load_dataset`).
+    """
     ds = load_dataset(cfg.data)
     return ds, make_splits(ds, cfg.data, cfg.seed)
+
+
+def layer_sizes(cfg: Config, ds: Dataset) -> list[int]:
+    """``[n_features, *hidden, n_classes]`` of the config's network on dataset ``ds``."""
+    return [ds.X.shape[1], *cfg.model.hidden, len(ds.classes)]
+
+
+def run_gradcheck(cfg: Config, samples: int = 8, entries: int = 40) -> tuple[list[int], int, list]:
+    """Gradient check of the config's network, in float64, on ``samples`` training examples.
+
+    The inputs are preprocessed exactly as training would (fitted on the training split).
+
+    Returns:
+        ``(sizes, n_samples, checks)`` with one :class:`~softmax_cli.nn.gradcheck.ParamCheck`
+        per parameter array.
+
+    Raises:
+        UserError: the config's data cannot be loaded.
+    """
+    from .nn.gradcheck import check_gradients
+
+    ds, splits = prepare_data(cfg)
+    rng = np.random.default_rng(cfg.seed)
+    pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize)
+    pick = rng.choice(len(splits.y_train), min(samples, len(splits.y_train)), replace=False)
+    X, y = pre.transform(splits.X_train[pick], np.float64), splits.y_train[pick]
+    sizes = layer_sizes(cfg, ds)
+    model = MLP(sizes, cfg.model.activation, dtype=np.float64, rng=rng)
+    return sizes, len(y), check_gradients(model, X, y, max_entries=entries, rng=rng)
 
 
 @dataclass
@@ -71,7 +108,6 @@ class TrainResult:
     best: dict = field(default_factory=dict)   # metrics row of the best epoch
     test_loss: float = float("nan")
     test_acc: float = float("nan")
-    n_train: int = 0
     n_val: int = 0
     n_test: int = 0
 
@@ -84,19 +120,27 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
-def train(cfg: Config, run_dir: Path, data: tuple[Dataset, Splits] | None = None, *,
-          progress: bool = False, log: Callable[[str], None] = lambda s: None) -> TrainResult:
-    """Train the config's MLP, writing everything into ``run_dir`` (which must exist).
+def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: bool = False,
+          log: Callable[[str], None] = lambda s: None) -> TrainResult:
+    """Train the config's MLP and write a new run directory (:func:`make_run_dir`).
+
+    The run directory is created only once the data, the model and the optimiser are built,
+    so a bad input leaves no empty run behind.
 
     Args:
         cfg: a validated config.
-        run_dir: the run directory (from :func:`make_run_dir`).
         data: ``prepare_data(cfg)`` when the caller has it already.
         progress: show a tqdm bar per epoch on stderr.
-        log: receives one line per epoch when there is no progress bar.
+        log: receives a line naming the run directory, then one line per epoch.
 
     Returns:
         A :class:`TrainResult`; the test metrics are those of the best weights.
+
+    Raises:
+        UserError: bad data, or the run directory cannot be created.
+        FloatingPointError: the training or validation loss became NaN or infinite; the
+            checkpoints of the last good epoch stay as they were.
+        MemoryError: the network does not fit in memory.
     """
     from tqdm import tqdm
 
@@ -108,13 +152,16 @@ def train(cfg: Config, run_dir: Path, data: tuple[Dataset, Splits] | None = None
     y_train = splits.y_train
     X_val = pre.transform(splits.X_val, dtype) if splits.X_val is not None else None
 
-    sizes = [X_train.shape[1], *cfg.model.hidden, len(ds.classes)]
+    sizes = layer_sizes(cfg, ds)
     model = MLP(sizes, cfg.model.activation, dtype=dtype, rng=rng)
     opt_cfg = cfg.train.optimizer
     optimizer = make_optimizer(opt_cfg.name, model.params, decay=[True, False] * model.n_layers,
                                **{k: v for k, v in vars(opt_cfg).items() if k != "name"})
 
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    run_dir = make_run_dir(cfg.output.dir, cfg.name)
+    log(f"writing {run_dir}")
+    config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
+    atomic_write(run_dir / "config.yaml", lambda f: f.write(config_text))
     meta = {"classes": ds.classes, "image_shape": list(ds.image_shape), "config": cfg.to_dict(),
             "data": ds.description, "image_style": style_for(cfg.data.source)}
 
@@ -145,9 +192,11 @@ def train(cfg: Config, run_dir: Path, data: tuple[Dataset, Splits] | None = None
         if X_val is not None:
             ev = evaluate(model, X_val, splits.y_val)
             row.update(val_loss=ev.loss, val_acc=ev.accuracy)
-        if not np.isfinite(row["train_loss"]):
-            raise FloatingPointError(f"epoch {epoch}: the training loss became {row['train_loss']}; "
-                                     f"try a lower train.optimizer.lr")
+        for key in ("train_loss", "val_loss"):
+            if row[key] != "" and not np.isfinite(row[key]):
+                raise FloatingPointError(f"epoch {epoch}: the {key.replace('_', ' ')} became {row[key]}; "
+                                         f"try a lower train.optimizer.lr (checkpoints in {run_dir} "
+                                         f"are from the last good epoch)")
         row["epoch_time_s"] = time.perf_counter() - start
         rows.append(row)
         _write_metrics(run_dir / "metrics.csv", rows)
@@ -173,7 +222,7 @@ def train(cfg: Config, run_dir: Path, data: tuple[Dataset, Splits] | None = None
                      "metrics": {**best_row, "test_loss": test.loss, "test_acc": test.accuracy}})
     return TrainResult(run_dir=run_dir, epochs_run=len(rows), best_epoch=best_epoch,
                        stopped_early=stopped_early, best=best_row, test_loss=test.loss,
-                       test_acc=test.accuracy, n_train=n,
+                       test_acc=test.accuracy,
                        n_val=0 if X_val is None else len(X_val), n_test=len(splits.y_test))
 
 

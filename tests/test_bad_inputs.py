@@ -102,6 +102,10 @@ CONFIG_CASES = [
     ("set_wrong_type", BASE, ("--set", "train.epochs=many"), ("train.epochs", "expected an integer", "'many'")),
     ("output_dir_is_file", "data: {source: digits}\noutput: {dir: cfg.yaml}\n", (),
      ("cfg.yaml", "output.dir exists and is not a directory")),
+    ("nul_in_name", BASE + 'name: "a\\0b"\n', (), ("cfg.yaml", "name", "without NUL bytes")),
+    ("nul_in_path", 'data: {source: csv, train: "\\0a.csv"}\n', (), ("data.train", "without NUL bytes")),
+    ("name_too_long", BASE + "name: " + "n" * 300 + "\n", (), ("cfg.yaml", "name: expected a plain directory name of at most 200 bytes")),
+    ("misplaced_key", "train: {lr: 0.1}\n", (), ("train.lr: unknown key", "did you mean 'train.optimizer.lr'")),
 ]
 
 
@@ -189,6 +193,7 @@ CSV_CASES = [
     ("not_utf8", {"train.csv": b"label,p0\n\xff\xfe,1\n"}, "", ("train.csv", "not a UTF-8 text file")),
     ("singleton_class", {"train.csv": HEAD + "0,1,2,3,4\n" * 10 + "1,4,3,2,1\n"}, "",
      ("train.csv", "cannot split", "only 1 member")),
+    ("huge_label", {"train.csv": GOOD + "1e300,1,2,3,4\n"}, "", ("train.csv", "label 1e+300 is not an integer")),
 ]
 
 
@@ -251,6 +256,10 @@ IDX_CASES = [
      ("t10k-images-idx3-ubyte", "test images are (5, 5)", "(4, 4)")),
     ("zero_images", {TI: idx_bytes(np.zeros((0, 4, 4))), TL: idx_bytes(np.zeros(0))},
      ("train-images-idx3-ubyte", "no images")),
+    ("zero_width", {TI: idx_bytes(np.zeros((20, 4, 0))), TL: LABELS}, ("train-images-idx3-ubyte", "no pixels")),
+    ("float_nan", {TI: bytes([0, 0, 0x0D, 3]) + struct.pack(">3I", 20, 2, 2)
+                   + np.where(np.arange(80) == 7, np.nan, 0.5).astype(">f4").tobytes(), TL: LABELS},
+     ("train-images-idx3-ubyte", "finite")),
 ]
 
 
@@ -343,6 +352,12 @@ CKPT_CASES = [
     ("bad_activation", _rewrite(model={"sizes": [64, 16, 10], "activation": "swish", "dtype": "float32"}),
      ("bad.npz", "swish")),
     ("class_count", _rewrite(classes=["a", "b"]), ("bad.npz", "'classes' must be 10 class names")),
+    ("image_style", _rewrite(image_style="foo"), ("bad.npz", "unknown image_style 'foo'")),
+    ("pixel_max_text", _rewrite(preprocessing={"pixel_max": "abc", "normalize": "global"}),
+     ("bad.npz", "not a softmax checkpoint", "abc")),
+    ("integer_dtype", _rewrite(model={"sizes": [64, 16, 10], "activation": "relu", "dtype": "int8"}),
+     ("bad.npz", "float32 or float64")),
+    ("string_version", _rewrite(format_version="1"), ("bad.npz", "format_version '1' is not an integer")),
 ]
 
 

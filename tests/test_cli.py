@@ -139,3 +139,82 @@ def test_gradcheck_passes_for_every_activation_and_depth(tmp_path, activation, h
     assert len(lines) == n_arrays
     assert all(float(l.split()[-1]) < 1e-6 for l in lines)
     assert proc.stdout.strip().splitlines()[-1].startswith("PASS")
+
+
+def test_eval_val_split_reproduces_the_best_epoch_row(digits_run):
+    with open(digits_run["cwd"] / "runs/digits/metrics.csv") as f:
+        row = list(csv.DictReader(f))[digits_run["best_epoch"] - 1]
+    val = json.loads(run_softmax("eval", digits_run["best_checkpoint"], "--split", "val", "--json",
+                                 cwd=digits_run["cwd"]).stdout)
+    assert val["loss"] == pytest.approx(float(row["val_loss"]), rel=1e-6)   # best.npz is that epoch
+    assert val["accuracy"] == pytest.approx(float(row["val_acc"]), abs=1e-12)
+
+
+def test_preprocessing_is_fitted_on_the_training_split(digits_run):
+    from softmax_cli.checkpoint import load_checkpoint
+    from softmax_cli.config import load_config
+    from softmax_cli.training import prepare_data
+
+    _, splits = prepare_data(load_config(CONFIGS / "digits.yaml"))
+    pre = load_checkpoint(digits_run["best_checkpoint"]).preprocessor
+    assert pre.offset[0] == pytest.approx(splits.X_train.mean(), rel=1e-6)
+    assert pre.scale[0] == pytest.approx(splits.X_train.std(), rel=1e-6)
+    everything = np.concatenate([splits.X_train, splits.X_val, splits.X_test])
+    assert pre.offset[0] != pytest.approx(everything.mean(), rel=1e-6)
+
+
+def test_eval_on_other_data_maps_class_names(digits_run, tmp_path):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    keep = np.isin(digits.target, [3, 5])
+    rows = np.column_stack([digits.target[keep], digits.data[keep]]).astype(int)
+    np.savetxt(tmp_path / "d35.csv", rows, fmt="%d", delimiter=",")
+    (tmp_path / "d35.yaml").write_text("data: {source: csv, train: d35.csv, label_column: first, pixel_max: 16}\n")
+    result = json.loads(run_softmax("eval", digits_run["best_checkpoint"], "--data", "d35.yaml", "--json",
+                                    cwd=tmp_path).stdout)
+    assert result["accuracy"] > 0.9                      # labels 3 and 5, not 0 and 1
+    cm = np.array(result["confusion_matrix"])
+    assert cm[[3, 5]].sum() == result["n"] and cm[[0, 1]].sum() == 0
+
+
+def test_early_stopping_waits_patience_epochs(tmp_path):
+    # min_delta 10 nats: no epoch after the first counts as better, so training stops at 1 + patience
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.early_stopping={patience: 2, min_delta: 10}",
+                       "--quiet", "--json", cwd=tmp_path)
+    summary = json.loads(proc.stdout)
+    assert (summary["best_epoch"], summary["epochs_run"], summary["stopped_early"]) == (1, 3, True)
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.early_stopping.patience=2",
+                       "--set", "train.epochs=200", "--quiet", "--json", cwd=tmp_path)
+    summary = json.loads(proc.stdout)
+    assert summary["stopped_early"] and summary["epochs_run"] == summary["best_epoch"] + 2
+    with open(tmp_path / summary["run_dir"] / "metrics.csv") as f:
+        losses = [float(r["val_loss"]) for r in csv.DictReader(f)]
+    assert min(losses) == losses[summary["best_epoch"] - 1] < min(losses[-2:])
+
+
+def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.optimizer={name: sgd, lr: 1.0e+30}",
+                       "--set", "train.epochs=3", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "epoch 1: the" in proc.stderr and "try a lower train.optimizer.lr" in proc.stderr
+    assert not (tmp_path / "runs/digits/best.npz").exists()   # no checkpoint of garbage weights
+
+
+def test_a_network_too_large_for_memory_is_refused(tmp_path):
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "model.hidden=[100000000000]", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "softmax: error: out of memory" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_predict_reads_16_bit_images_like_8_bit_ones(digits_run, tmp_path):
+    from PIL import Image
+
+    gray8 = np.asarray(Image.open(SAMPLES / "digits-3.png").convert("L"), dtype=np.uint16)
+    Image.fromarray(gray8 * 200 + 5000).save(tmp_path / "three16.png")     # 16-bit, grey paper
+    assert Image.open(tmp_path / "three16.png").mode.startswith("I")
+    outputs = [json.loads(run_softmax("predict", path, "-c", digits_run["best_checkpoint"], "--json",
+                                      cwd=tmp_path).stdout) for path in (SAMPLES / "digits-3.png", tmp_path / "three16.png")]
+    assert outputs[0]["class"] == outputs[1]["class"] == "3"
+    assert outputs[1]["probability"] == pytest.approx(outputs[0]["probability"], abs=1e-3)

@@ -129,7 +129,8 @@ def test_checkpoint_round_trip(tmp_path):
     rng = np.random.default_rng(3)
     model = MLP([6, 5, 3], "tanh", dtype=np.float64, rng=rng)
     pre = Preprocessor(np.arange(6, dtype=np.float32), np.ones(6, dtype=np.float32), 255.0, "global")
-    meta = {"classes": ["a", "b", "c"], "image_shape": [2, 3], "config": {"name": "x"}, "epoch": 4}
+    meta = {"classes": ["a", "b", "c"], "image_shape": [2, 3], "image_style": "mnist", "config": {"name": "x"},
+            "epoch": 4}
     save_checkpoint(tmp_path / "c.npz", model, pre, meta)
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]          # no temporary left behind
     ck = load_checkpoint(tmp_path / "c.npz")
@@ -145,7 +146,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     model = MLP([2, 2], rng=np.random.default_rng(0))
     pre = Preprocessor(np.zeros(2, np.float32), np.ones(2, np.float32), 1.0, "none")
-    meta = {"classes": ["a", "b"], "image_shape": [1, 2], "config": {}}
+    meta = {"classes": ["a", "b"], "image_shape": [1, 2], "image_style": "mnist", "config": {}}
     save_checkpoint(tmp_path / "c.npz", model, pre, meta)
     before = (tmp_path / "c.npz").read_bytes()
 

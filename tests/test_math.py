@@ -161,4 +161,7 @@ def test_initialisation_scales_follow_he_and_glorot():
     assert relu.params[0].std() == pytest.approx(np.sqrt(2 / 400), rel=0.02)        # He normal
     assert tanh.params[0].std() == pytest.approx(np.sqrt(2 / 700), rel=0.02)        # Glorot uniform
     assert np.abs(tanh.params[0]).max() <= np.sqrt(6 / 700)
+    # the softmax layer is Glorot uniform whatever the hidden activation (He would exceed the bound)
+    assert np.abs(relu.params[2]).max() <= np.sqrt(6 / 310)
+    assert relu.params[2].std() == pytest.approx(np.sqrt(2 / 310), rel=0.05)
     assert not relu.params[1].any()                                                 # zero biases

@@ -48,6 +48,17 @@ def test_weight_decay_applies_only_to_flagged_parameters(name):
     opt = make_optimizer(name, [w, b], decay=[True, False], lr=0.1, weight_decay=0.5, momentum=0.0)
     opt.step([np.zeros(1), np.zeros(1)])
     assert b[0] == 2.0                  # zero gradient, no decay: unchanged
-    assert w[0] < 2.0                   # pulled towards zero by the L2 term alone
     if name == "sgd":
         assert w[0] == pytest.approx(2.0 - 0.1 * 0.5 * 2.0)
+    else:
+        # L2 (coupled) decay: Adam sees g = 0.5 * w, so a second step with a different w shows
+        # the coefficient: m and v accumulate 0.5 * w_t, not the bare gradient
+        g1 = 0.5 * 2.0
+        w1 = 2.0 - 0.1 * np.sign(g1)
+        assert w[0] == pytest.approx(w1, rel=1e-6)
+        opt.step([np.zeros(1), np.zeros(1)])
+        g2 = 0.5 * w1
+        m = 0.9 * 0.1 * g1 + 0.1 * g2
+        v = 0.999 * 0.001 * g1 ** 2 + 0.001 * g2 ** 2
+        expected = w1 - 0.1 * (m / (1 - 0.9 ** 2)) / (np.sqrt(v / (1 - 0.999 ** 2)) + 1e-8)
+        assert w[0] == pytest.approx(expected, rel=1e-9)

@@ -35,7 +35,8 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     """Open an image file and return its luminance, float32 (h, w) in [0, 1].
 
     EXIF orientation is applied; transparency (alpha or a palette's transparent colour)
-    is composited on white, as a viewer shows it.
+    is composited on white, as a viewer shows it; 16-bit, 32-bit and float grayscale
+    images are scaled from their own minimum and maximum.
 
     Raises:
         UserError: the file is missing, unreadable or not an image Pillow can decode.
@@ -44,6 +45,12 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
+            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+                # 16-bit, 32-bit and float grayscale: convert("L") would clip them to 0-255,
+                # so stretch the image's own range to [0, 1] (ink_map stretches contrast anyway)
+                gray = np.asarray(img, dtype=np.float32)
+                low, high = float(gray.min()), float(gray.max())
+                return (gray - low) / (high - low) if high > low else np.zeros_like(gray)
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

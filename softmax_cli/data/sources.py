@@ -59,7 +59,10 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
 # --------------------------------------------------------------------------------- digits
 def load_digits(cfg: DataConfig | None = None) -> Dataset:
-    """scikit-learn's 1,797 8x8 digits (UCI optdigits test set), pixels 0-16, no test split."""
+    """scikit-learn's 1,797 8x8 digits (UCI optdigits test set), pixels 0-16, no test split.
+
+    ``cfg`` is unused (the loaders share one signature).
+    """
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
@@ -143,6 +146,8 @@ def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3:
         raise UserError(f"{images_path}: expected images of 3 dimensions (n, h, w), got {images.ndim}")
+    if 0 in images.shape[1:]:
+        raise UserError(f"{images_path}: images of shape {images.shape[1:]} have no pixels")
     if labels.ndim != 1:
         raise UserError(f"{labels_path}: expected labels of 1 dimension (n,), got {labels.ndim}")
     if len(images) == 0:
@@ -167,12 +172,15 @@ def load_idx(cfg: DataConfig) -> Dataset:
             raise UserError(f"{paths['test_images']}: test images are {test[0].shape[1:]}, "
                             f"training images {images.shape[1:]}")
     classes, y = np.unique(labels, return_inverse=True)
-    ds = Dataset(X=images.reshape(len(images), -1).astype(np.float32), y=y.astype(np.int64),
-                 classes=[str(c) for c in classes], image_shape=tuple(images.shape[1:]),
-                 pixel_max=255.0 if images.dtype == np.uint8 else float(images.max()),
+    pixel_max = 255.0 if images.dtype == np.uint8 else float(np.nanmax(images))
+    X = images.reshape(len(images), -1).astype(np.float32)
+    _check_pixels(X, pixel_max, paths["train_images"])
+    ds = Dataset(X=X, y=y.astype(np.int64), classes=[str(c) for c in classes],
+                 image_shape=tuple(images.shape[1:]), pixel_max=pixel_max,
                  description=f"IDX {paths['train_images'].parent}")
     if test is not None:
         ds.X_test = test[0].reshape(len(test[0]), -1).astype(np.float32)
+        _check_pixels(ds.X_test, pixel_max, paths["test_images"])
         ds.y_test = _index_labels(test[1], classes, paths["test_labels"])
     return ds
 
@@ -265,9 +273,11 @@ def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str]
     header, table = _read_csv(path)
     col = _label_column(header, table.shape[1], spec, path)
     labels = table[:, col]
-    if not np.array_equal(labels, np.round(labels)):
-        row = int(np.argmax(labels != np.round(labels)))
-        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {labels[row]:g} is not an integer")
+    wrong = (labels != np.round(labels)) | (np.abs(labels) > 2**53)   # 2**53: exact in float64
+    if wrong.any():
+        row = int(np.argmax(wrong))
+        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {labels[row]:g} is not an integer "
+                        f"(of magnitude below 2**53)")
     X = np.delete(table, col, axis=1).astype(np.float32)
     if X.shape[1] == 0:
         raise UserError(f"{path}: no pixel columns besides the label column")
@@ -275,7 +285,10 @@ def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str]
 
 
 def _check_pixels(X: np.ndarray, pixel_max: float, path: Path) -> None:
-    if X.min() < 0 or X.max() > pixel_max:
+    """Refuse pixel values that are not finite or lie outside ``[0, pixel_max]``."""
+    if not np.isfinite(X).all():
+        raise UserError(f"{path}: pixel values must be finite numbers")
+    if X.min() < 0 or X.max() > pixel_max or pixel_max <= 0:
         raise UserError(f"{path}: pixel values must lie in [0, {pixel_max:g}] "
                         f"(data.pixel_max), found [{X.min():g}, {X.max():g}]")
 

@@ -63,15 +63,6 @@ ACTIVATION_GRADS = {"relu": _relu_grad, "leaky_relu": _leaky_relu_grad,
                     "tanh": _tanh_grad, "sigmoid": _sigmoid_grad}
 
 
-def activate(name: str, Z: np.ndarray) -> np.ndarray:
-    """Apply activation ``name`` to ``Z`` (any shape, float) *in place* and return it.
-
-    Raises:
-        KeyError: unknown activation name (the config layer validates names first).
-    """
-    return ACTIVATIONS[name](Z)
-
-
 # ------------------------------------------------------------------- softmax and its loss
 def log_softmax(Z: np.ndarray) -> np.ndarray:
     """Log-softmax of logits ``Z`` (m, K) along the last axis: ``Z - logsumexp(Z)``.

@@ -37,12 +37,13 @@ class MLP:
         sizes: layer widths, e.g. ``[784, 128, 10]``; ``[64, 10]`` is softmax regression.
         activation: hidden-layer activation, a key of :data:`ACTIVATIONS`.
         dtype: float dtype of parameters and computations (float32 or float64).
-        rng: generator for the initial weights (ignored when ``params`` is given).
+        rng: generator for the initial weights; required unless ``params`` is given.
         params: existing parameters ``[W0, b0, W1, b1, ...]`` to use instead of initialising.
 
     Raises:
-        ValueError: fewer than two sizes, an unknown activation, or ``params`` whose shapes
-            do not match ``sizes``.
+        ValueError: fewer than two sizes, an unknown activation, a dtype that is not float32
+            or float64, neither ``rng`` nor ``params``, or ``params`` whose shapes do not
+            match ``sizes``.
     """
 
     def __init__(self, sizes: list[int], activation: str = "relu", dtype=np.float32,
@@ -54,8 +55,11 @@ class MLP:
         self.sizes = [int(s) for s in sizes]
         self.activation = activation
         self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         if params is None:
-            rng = rng if rng is not None else np.random.default_rng(0)
+            if rng is None:
+                raise ValueError("give rng (for new weights) or params (existing ones)")
             params = []
             for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
                 hidden = i < len(self.sizes) - 2
@@ -73,14 +77,13 @@ class MLP:
 
     @property
     def weights(self) -> list[np.ndarray]:
+        """Weight matrices ``W_l`` of shape ``(sizes[l], sizes[l + 1])`` (views into params)."""
         return self.params[0::2]
 
     @property
     def biases(self) -> list[np.ndarray]:
+        """Bias vectors ``b_l`` of shape ``(sizes[l + 1],)`` (views into params)."""
         return self.params[1::2]
-
-    def n_parameters(self) -> int:
-        return sum(p.size for p in self.params)
 
     # ------------------------------------------------------------------------ forward
     def _forward(self, X: np.ndarray) -> list[np.ndarray]:
