@@ -131,30 +131,17 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
-    import numpy as np
-
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
-    from .metrics import class_report, evaluate, format_confusion_matrix
-    from .training import prepare_data
+    from .metrics import class_report, format_confusion_matrix
+    from .training import evaluate_checkpoint
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
-    ds, splits = prepare_data(cfg)
-    if split == "val" and splits.X_val is None:
-        raise UserError(f"{data or checkpoint}: there is no validation split (data.val_fraction is 0)")
-    X, y = splits.part(split)
-    if X.shape[1] != ckpt.model.sizes[0]:
-        raise UserError(f"{data or checkpoint}: the data has {X.shape[1]} features per image, "
-                        f"the model expects {ckpt.model.sizes[0]}")
-    unknown = [c for c in ds.classes if c not in ckpt.classes]
-    if unknown:
-        raise UserError(f"{data or checkpoint}: class {unknown[0]!r} of the data is not one the model "
-                        f"knows ({', '.join(ckpt.classes)})")
-    to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
-    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
+    ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint))
+    y = ev.y_true
     report = class_report(ev, ckpt.classes)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
               "accuracy": ev.accuracy, **report}

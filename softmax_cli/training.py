@@ -18,13 +18,13 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from .checkpoint import atomic_write, save_checkpoint
+from .checkpoint import Checkpoint, atomic_write, save_checkpoint
 from .config import Config
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.images import style_for
 from .data.sources import Dataset
 from .errors import UserError
-from .metrics import evaluate
+from .metrics import Evaluation, evaluate
 from .nn import MLP
 from .optim import make_optimizer
 
@@ -66,6 +66,31 @@ def prepare_data(cfg: Config) -> tuple[Dataset, Splits]:
     """
     ds = load_dataset(cfg.data)
     return ds, make_splits(ds, cfg.data, cfg.seed)
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str) -> Evaluation:
+    """Evaluate a checkpoint on one split (``train``, ``val`` or ``test``) of ``cfg``'s data.
+
+    The data's classes are matched to the checkpoint's by name, so a data set holding only
+    some of the classes (say the digits 3 and 5) is scored against the right outputs.
+
+    Raises:
+        UserError: naming ``origin``: no validation split, a feature count the model does not
+            take, or a class the model does not know; or the data cannot be loaded.
+    """
+    ds, splits = prepare_data(cfg)
+    X, y = splits.part(split)
+    if X is None:
+        raise UserError(f"{origin}: there is no validation split (data.val_fraction is 0)")
+    if X.shape[1] != ckpt.model.sizes[0]:
+        raise UserError(f"{origin}: the data has {X.shape[1]} features per image, "
+                        f"the model expects {ckpt.model.sizes[0]}")
+    unknown = [c for c in ds.classes if c not in ckpt.classes]
+    if unknown:
+        raise UserError(f"{origin}: class {unknown[0]!r} of the data is not one the model "
+                        f"knows ({', '.join(ckpt.classes)})")
+    to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
+    return evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
 
 
 def layer_sizes(cfg: Config, ds: Dataset) -> list[int]:
