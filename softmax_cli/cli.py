@@ -71,6 +71,21 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train, evaluate and run MLP classifiers for MNIST-style images."""
 
 
+THREADS_HELP = ("Threads for the matrix products (BLAS), e.g. 1 to leave other cores free; "
+                "default: all cores. Results are reproducible for a given thread count.")
+
+
+def _threads(threads: Optional[int]):
+    """A context limiting the BLAS thread pools to ``threads`` (no limit when None)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
+
+
 SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as YAML; repeatable)."
 
 
@@ -80,7 +95,8 @@ SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as Y
 def train(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
-          as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP)) -> None:
     """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
     from .config import load_config
     from .training import layer_sizes, prepare_data, train as run_training
@@ -95,8 +111,9 @@ def train(config: Path = typer.Argument(..., help="YAML experiment config.", sho
              f"{len(splits.y_test)} test; MLP {sizes} {cfg.model.activation}, "
              f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}")
     try:
-        result = run_training(cfg, data, progress=not quiet and sys.stderr.isatty(),
-                              log=(lambda line: None) if quiet else _err)
+        with _threads(threads):
+            result = run_training(cfg, data, progress=not quiet and sys.stderr.isatty(),
+                                  log=(lambda line: None) if quiet else _err)
     except KeyboardInterrupt:
         _err("softmax: interrupted; the run directory keeps the checkpoints of finished epochs")
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -129,7 +146,8 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
           split: str = typer.Option("test", "--split", help="test, val or train."),
           data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
                                               "instead of the checkpoint's own."),
-          as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+          as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP)) -> None:
     """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
@@ -140,7 +158,8 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         raise UserError(f"--split: expected test, val or train, got {split!r}")
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
-    ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint))
+    with _threads(threads):
+        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint))
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,

@@ -25,8 +25,8 @@ from .data.images import style_for
 from .data.sources import Dataset
 from .errors import UserError
 from .metrics import Evaluation, evaluate
-from .nn import MLP
-from .optim import make_optimizer
+from .nn import MLP, Workspace
+from .optim import Optimizer, make_optimizer
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
 
@@ -137,6 +137,42 @@ class TrainResult:
     n_test: int = 0
 
 
+def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
+                order: np.ndarray, ws: Workspace,
+                on_batch: Callable[[int, float, int], None] | None = None) -> tuple[float, int]:
+    """One epoch of mini-batch training: the batches are consecutive slices of ``order``.
+
+    Each batch's rows are gathered from ``X`` into ``ws.X`` (so the data is never copied
+    whole), then one :meth:`MLP.loss_and_grads` and one optimiser step; nothing of the
+    batch's size is allocated. The batch size is ``ws.batch_size``.
+
+    Args:
+        X: preprocessed inputs (n, n_features) of the model's dtype; y: int64 labels (n,).
+        order: int64 row indices (n,), a permutation of ``range(n)``.
+        ws: the workspace of ``model`` for the batch size.
+        on_batch: called after every batch with (rows seen, sum of losses so far, rows in
+            the batch), e.g. to show progress.
+
+    Returns:
+        ``(loss_sum, correct)``: the sum over rows of each row's batch loss (nats; divide by
+        ``n`` for the epoch's mean) and how many rows were classified right before their step.
+    """
+    bs = ws.batch_size
+    loss_sum, correct = 0.0, 0
+    for lo in range(0, len(order), bs):
+        batch = order[lo:lo + bs]
+        m = len(batch)
+        xb = np.take(X, batch, axis=0, out=ws.X[:m], mode="clip")
+        yb = np.take(y, batch, out=ws.y[:m], mode="clip")
+        loss, grads, hits = model.loss_and_grads(xb, yb, ws)
+        optimizer.step(grads)
+        loss_sum += loss * m
+        correct += hits
+        if on_batch is not None:
+            on_batch(lo + m, loss_sum, m)
+    return loss_sum, correct
+
+
 def _write_metrics(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
@@ -191,6 +227,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
             "data": ds.description, "image_style": style_for(cfg.data.source)}
 
     n, bs = len(X_train), cfg.train.batch_size
+    ws = model.workspace(min(bs, n))      # every batch reuses these buffers
     es = cfg.train.early_stopping
     monitor = "val_loss" if X_val is not None else "train_loss"
     rows: list[dict] = []
@@ -199,19 +236,14 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     for epoch in range(1, cfg.train.epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(n)
-        X_epoch, y_epoch = X_train[order], y_train[order]   # one shuffled copy per epoch
-        loss_sum, correct = 0.0, 0
-        bar = tqdm(range(0, n, bs), desc=f"epoch {epoch}/{cfg.train.epochs}", unit="batch",
-                   leave=False, disable=not progress, dynamic_ncols=True)
-        for i, lo in enumerate(bar):
-            xb, yb = X_epoch[lo:lo + bs], y_epoch[lo:lo + bs]
-            loss, grads, hits = model.loss_and_grads(xb, yb)
-            optimizer.step(grads)
-            loss_sum += loss * len(yb)
-            correct += hits
-            if progress and i % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / (lo + len(yb)):.4f}", refresh=False)
-        bar.close()
+        with tqdm(total=n, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", unit_scale=True,
+                  leave=False, disable=not progress, dynamic_ncols=True, mininterval=0.5) as bar:
+            def show(seen: int, loss_sum: float, batch_rows: int) -> None:
+                bar.update(batch_rows)
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+
+            loss_sum, correct = train_epoch(model, optimizer, X_train, y_train, order, ws,
+                                            on_batch=show if progress else None)
         row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
                "val_loss": "", "val_acc": "", "lr": optimizer.lr}
         if X_val is not None:

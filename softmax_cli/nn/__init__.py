@@ -5,6 +5,6 @@ Read it next to ``../shared/docs/math.md``; nothing here imports the CLI, YAML o
 
 from .functional import (ACTIVATIONS, cross_entropy, log_softmax, softmax,
                          softmax_cross_entropy)
-from .mlp import MLP
+from .mlp import MLP, Workspace
 
-__all__ = ["ACTIVATIONS", "MLP", "cross_entropy", "log_softmax", "softmax", "softmax_cross_entropy"]
+__all__ = ["ACTIVATIONS", "MLP", "Workspace", "cross_entropy", "log_softmax", "softmax", "softmax_cross_entropy"]

@@ -86,12 +86,18 @@ class MLP:
         return self.params[1::2]
 
     # ------------------------------------------------------------------------ forward
-    def _forward(self, X: np.ndarray) -> list[np.ndarray]:
-        """Activations of every layer: ``[X, A_1, ..., A_{L-1}, Z_L]`` (logits last)."""
+    def workspace(self, batch_size: int, training: bool = True) -> "Workspace":
+        """Buffers for passes over up to ``batch_size`` rows (see :class:`Workspace`)."""
+        return Workspace(self.sizes, batch_size, self.dtype, training)
+
+    def _forward(self, X: np.ndarray, ws: "Workspace") -> list[np.ndarray]:
+        """Activations of every layer, ``[X, A_1, ..., A_{L-1}, Z_L]`` (logits last), written
+        into the leading ``len(X)`` rows of the workspace's buffers."""
+        m = len(X)
         acts = [X]
         last = self.n_layers - 1
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            Z = acts[-1] @ W
+            Z = np.matmul(acts[-1], W, out=ws.Z[l][:m])
             Z += b
             if l < last:
                 ACTIVATIONS[self.activation](Z)
@@ -99,42 +105,96 @@ class MLP:
         return acts
 
     def logits(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
-        """Logits ``(m, K)`` of the model's dtype for inputs ``X`` (m, n_features), in batches."""
+        """Logits ``(m, K)`` of the model's dtype for inputs ``X`` (m, n_features).
+
+        Runs in batches of ``batch_size`` rows through one reused :class:`Workspace`, so
+        evaluating a large split needs memory for one batch, not for the whole split.
+
+        Raises:
+            ValueError: ``X`` is not 2-D with the model's number of features.
+        """
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"expected inputs of shape (m, {self.sizes[0]}), got {X.shape}")
-        if len(X) <= batch_size:
-            return self._forward(X)[-1]
-        return np.concatenate([self._forward(X[i:i + batch_size])[-1]
-                               for i in range(0, len(X), batch_size)])
+        out = np.empty((len(X), self.sizes[-1]), dtype=self.dtype)
+        ws = self.workspace(max(1, min(len(X), batch_size)), training=False)
+        for lo in range(0, len(X), batch_size):
+            out[lo:lo + batch_size] = self._forward(X[lo:lo + batch_size], ws)[-1]
+        return out
 
     def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """Class probabilities ``softmax(logits)``, shape (m, K), rows summing to 1."""
         return softmax(self.logits(X, batch_size))
 
     # ----------------------------------------------------------------------- backward
-    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, list[np.ndarray], int]:
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
+                       workspace: "Workspace | None" = None) -> tuple[float, list[np.ndarray], int]:
         """Mean cross-entropy on a batch, its gradient for every parameter, and the hits.
 
+        Backpropagation as in the math note: fused output delta ``(A - Y) / m``,
+        ``dJ/dW_l = A_{l-1}^T delta_l``, ``dJ/db_l = sum_rows delta_l``,
+        ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})``. No gradient is computed with
+        respect to the inputs ``X``.
+
         Args:
-            X: inputs (m, n_features) of the model's dtype.
+            X: inputs (m, n_features) of the model's dtype, C-contiguous.
             y: integer labels (m,) or target distributions (m, K).
+            workspace: buffers for at least ``m`` rows, reused from call to call (the
+                training loop's way to allocate nothing per batch); a new one when None.
 
         Returns:
             ``(J, grads, n_correct)``: the mean loss (nats), ``[dJ/dW0, dJ/db0, ...]``
             matching :attr:`params`, and how many rows the batch's logits classify right
-            (against ``y``, or the argmax of each target distribution). Backpropagation as in the math note: fused output delta
-            ``(A - Y) / m``, ``dJ/dW_l = A_{l-1}^T delta_l``, ``dJ/db_l = sum_rows delta_l``,
-            ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})``.
+            (against ``y``, or the argmax of each target distribution). ``grads`` are the
+            workspace's arrays: the next call with the same workspace overwrites them.
+
+        Raises:
+            ValueError: the workspace is smaller than the batch or built for other sizes.
         """
-        acts = self._forward(X)
+        m = len(X)
+        ws = workspace if workspace is not None else self.workspace(m)
+        if ws.batch_size < m or ws.sizes != self.sizes or ws.grads is None:
+            raise ValueError(f"workspace for {ws.batch_size} rows of {ws.sizes} (training="
+                             f"{ws.grads is not None}) cannot hold a batch of {m} rows of {self.sizes}")
+        acts = self._forward(X, ws)
         n_correct = int(np.count_nonzero(acts[-1].argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1))))
         loss, delta = softmax_cross_entropy(acts[-1], y)   # acts[-1] becomes (A - Y) / m
-        grads: list[np.ndarray] = [None] * len(self.params)  # type: ignore[list-item]
+        grads = ws.grads
         grad_fn = ACTIVATION_GRADS[self.activation]
         for l in range(self.n_layers - 1, -1, -1):
-            grads[2 * l] = acts[l].T @ delta
-            grads[2 * l + 1] = delta.sum(axis=0)
+            np.matmul(acts[l].T, delta, out=grads[2 * l])
+            np.sum(delta, axis=0, out=grads[2 * l + 1])
             if l > 0:
-                delta = grad_fn(acts[l], delta @ self.weights[l].T)
+                back = np.matmul(delta, self.weights[l].T, out=ws.delta[l - 1][:m])
+                delta = grad_fn(acts[l], back)
         return loss, grads, n_correct
+
+
+class Workspace:
+    """Preallocated buffers for forward and backward passes of up to ``batch_size`` rows.
+
+    A training run makes one and passes it to every :meth:`MLP.loss_and_grads` call, so the
+    hot loop allocates nothing of size (batch, width) or (width, width); a smaller batch (the
+    last of an epoch) uses the leading rows of each buffer, which are C-contiguous views.
+
+    Attributes (all of dtype ``dtype``):
+        X: (batch_size, sizes[0]) input rows for the caller to fill, e.g. with
+            ``np.take(data, rows, axis=0, out=ws.X[:m])``; ``y``: (batch_size,) int64 labels.
+        Z: per layer l, (batch_size, sizes[l + 1]): pre-activations, turned into
+            activations in place; the last holds the logits, then the output delta.
+        delta: per hidden layer, (batch_size, sizes[l + 1]): back-propagated deltas
+            (training only, else None).
+        grads: arrays shaped like the model's params (training only, else None).
+    """
+
+    def __init__(self, sizes: list[int], batch_size: int, dtype, training: bool = True):
+        self.sizes, self.batch_size = list(sizes), int(batch_size)
+        dtype = np.dtype(dtype)
+        self.X = np.empty((batch_size, sizes[0]), dtype=dtype)
+        self.y = np.empty(batch_size, dtype=np.int64)
+        self.Z = [np.empty((batch_size, n), dtype=dtype) for n in sizes[1:]]
+        self.delta = self.grads = None
+        if training:
+            self.delta = [np.empty((batch_size, n), dtype=dtype) for n in sizes[1:-1]]
+            self.grads = [a for n_in, n_out in zip(sizes[:-1], sizes[1:])
+                          for a in (np.empty((n_in, n_out), dtype=dtype), np.empty(n_out, dtype=dtype))]

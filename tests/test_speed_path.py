@@ -1,0 +1,96 @@
+"""The allocation-free training path computes what the plain one does (no timings here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, assert_user_error, run_softmax
+from softmax_cli.nn import MLP
+from softmax_cli.optim import Adam
+from softmax_cli.training import train_epoch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_reused_workspace_gives_the_gradients_of_a_fresh_one(dtype):
+    rng = np.random.default_rng(0)
+    model = MLP([12, 9, 7, 4], "relu", dtype=dtype, rng=rng)
+    ws = model.workspace(16)
+    for m in (16, 5, 16):                       # full batch, a short last batch, full again
+        X, y = rng.normal(size=(m, 12)).astype(dtype), rng.integers(0, 4, m)
+        fresh_loss, fresh, fresh_hits = model.loss_and_grads(X.copy(), y)
+        fresh = [g.copy() for g in fresh]
+        loss, grads, hits = model.loss_and_grads(X, y, ws)
+        assert loss == fresh_loss and hits == fresh_hits
+        for g, f in zip(grads, fresh):
+            np.testing.assert_array_equal(g, f)
+        assert grads[0] is ws.grads[0]          # written into the workspace, not a new array
+
+
+def test_a_workspace_too_small_for_the_batch_is_refused():
+    model = MLP([3, 2], rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="cannot hold a batch of 5 rows"):
+        model.loss_and_grads(np.zeros((5, 3), np.float32), np.zeros(5, np.int64), model.workspace(4))
+
+
+def test_logits_in_batches_equal_logits_in_one_pass():
+    rng = np.random.default_rng(1)
+    model = MLP([6, 5, 3], "tanh", dtype=np.float64, rng=rng)
+    X = rng.normal(size=(23, 6))
+    np.testing.assert_allclose(model.logits(X, batch_size=4), model.logits(X, batch_size=100), rtol=1e-13)
+
+
+def test_train_epoch_gathers_batches_in_the_given_order():
+    # the gathered batches must be exactly X[order] sliced: compare with explicit slicing
+    rng = np.random.default_rng(2)
+    X, y = rng.normal(size=(50, 8)).astype(np.float32), rng.integers(0, 3, 50)
+    order = rng.permutation(50)
+    a = MLP([8, 6, 3], rng=np.random.default_rng(3))
+    b = MLP([8, 6, 3], params=[p.copy() for p in a.params])
+    opt_a, opt_b = Adam(a.params, lr=0.01), Adam(b.params, lr=0.01)
+    loss_sum, correct = train_epoch(a, opt_a, X, y, order, a.workspace(16))
+    expected_loss, expected_correct = 0.0, 0
+    for lo in range(0, 50, 16):
+        rows = order[lo:lo + 16]
+        loss, grads, hits = b.loss_and_grads(X[rows], y[rows])
+        opt_b.step(grads)
+        expected_loss += loss * len(rows)
+        expected_correct += hits
+    assert loss_sum == pytest.approx(expected_loss, rel=1e-12) and correct == expected_correct
+    for p, q in zip(a.params, b.params):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_adam_flushes_subnormal_moments_to_zero():
+    tiny = np.finfo(np.float32).tiny
+    p = np.ones(3, np.float32)
+    opt = Adam([p], lr=1e-3)
+    opt.step([np.array([1.0, 1e-19, 0.0], np.float32)])
+    # m = 0.1 g: 1e-20 is normal; v = 0.001 g^2 = 1e-41 would be subnormal and is stored as 0
+    assert opt.m[0][1] == pytest.approx(1e-20) and opt.v[0][1] == 0.0
+    for _ in range(400):                         # m decays by 0.9 a step: below tiny it is 0
+        opt.step([np.zeros(3, np.float32)])
+    assert ((opt.m[0] == 0) | (np.abs(opt.m[0]) >= tiny)).all()
+    assert ((opt.v[0] == 0) | (opt.v[0] >= tiny)).all()
+    assert opt.m[0][1] == 0.0
+
+
+def test_predict_and_help_do_not_import_the_training_stack():
+    # start-up time: what `softmax --help` and `softmax predict` import must stay light
+    code = ("import sys; import softmax_cli.cli, softmax_cli.checkpoint, softmax_cli.data.images; "
+            "print(sorted(m for m in ('sklearn', 'scipy', 'numba', 'matplotlib', 'tqdm', 'torch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_threads_option_trains_and_rejects_zero(tmp_path):
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--threads", "1", "--quiet", "--json",
+                       "--set", "train.epochs=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--threads", "0", cwd=tmp_path)
+    assert proc.returncode == 2 and "--threads" in proc.stderr and "Traceback" not in proc.stderr
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["digits"]     # no second run
