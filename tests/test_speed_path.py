@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, assert_user_error, run_softmax
+from conftest import CONFIGS, run_softmax
 from softmax_cli.nn import MLP
 from softmax_cli.optim import Adam
 from softmax_cli.training import train_epoch
