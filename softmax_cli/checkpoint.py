@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ class Checkpoint:
     preprocessor: Preprocessor
     meta: dict
     path: Path
+    optimizer_state: dict = field(default_factory=dict)   # ``opt_*`` arrays, without the prefix
 
     @property
     def classes(self) -> list[str]:
@@ -65,22 +66,33 @@ def atomic_write(path: Path, write) -> None:
     On any error the temporary file is removed and ``path`` is left as it was.
 
     Raises:
-        OSError: the temporary file cannot be created, written or renamed (disk full,
-            permission denied); whatever ``write`` raises.
+        OSError: naming ``path``: the temporary file cannot be created, written or renamed
+            (disk full, permission denied); whatever else ``write`` raises.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        kept = "; the previous file is unchanged" if path.exists() else ""
+        raise OSError(exc.errno, f"cannot write it ({exc.strerror or exc}){kept}", str(path)) from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def save_checkpoint(path: str | Path, model: MLP, preprocessor: Preprocessor, meta: dict) -> None:
+def save_checkpoint(path: str | Path, model: MLP, preprocessor: Preprocessor, meta: dict,
+                    optimizer_state: dict[str, np.ndarray] | None = None) -> None:
     """Write ``model``, ``preprocessor`` and ``meta`` (JSON-serialisable) to ``path`` atomically.
+
+    ``optimizer_state`` (``last.npz`` of a training run) is stored as arrays named ``opt_<key>``;
+    with ``meta["train_state"]`` it is what ``softmax train --resume`` continues from.
 
     The format fields (``format``, ``format_version``, ``package_version``) and the model's
     architecture (``sizes``, ``activation``, ``dtype``) and preprocessing are added to
@@ -96,6 +108,7 @@ def save_checkpoint(path: str | Path, model: MLP, preprocessor: Preprocessor, me
     arrays = {f"{kind}{i // 2}": p for i, (kind, p) in enumerate(zip("Wb" * model.n_layers, model.params))}
     arrays.update(input_offset=preprocessor.offset, input_scale=preprocessor.scale,
                   metadata=np.array(json.dumps(meta)))
+    arrays.update({f"opt_{key}": a for key, a in (optimizer_state or {}).items()})
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
@@ -177,4 +190,5 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
             and shape[0] * shape[1] == d):
         raise bad(f"metadata 'image_shape' must be [height, width] with height * width = {d}")
-    return Checkpoint(model=model, preprocessor=pre, meta=meta, path=path)
+    opt_state = {name[4:]: a for name, a in arrays.items() if name.startswith("opt_")}
+    return Checkpoint(model=model, preprocessor=pre, meta=meta, path=path, optimizer_state=opt_state)

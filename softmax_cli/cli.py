@@ -92,16 +92,30 @@ SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as Y
 # ------------------------------------------------------------------------------ train
 @app.command()
 @_handle_errors
-def train(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False),
+def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment config.", show_default=False),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
           as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
-          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP)) -> None:
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+          resume: Optional[Path] = typer.Option(None, "--resume", show_default=False,
+                                                help="Continue an interrupted run from its last.npz "
+                                                     "(no CONFIG or --set: the run's own config is used).")) -> None:
     """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
-    from .config import load_config
-    from .training import layer_sizes, prepare_data, train as run_training
+    from .checkpoint import load_checkpoint
+    from .config import config_from_dict, load_config
+    from .training import TrainingInterrupted, check_resumable, layer_sizes, prepare_data, train as run_training
 
-    cfg = load_config(config, set_)
+    ckpt = None
+    if resume is not None:
+        if config is not None or set_:
+            raise UserError("--resume: continues with the run's own config; give no CONFIG or --set")
+        ckpt = load_checkpoint(resume)
+        cfg = config_from_dict(ckpt.meta["config"], origin=f"{resume} (config)")
+        check_resumable(ckpt, cfg)
+    elif config is None:
+        raise UserError("train: give a CONFIG file (e.g. configs/digits.yaml) or --resume runs/NAME/last.npz")
+    else:
+        cfg = load_config(config, set_)
     data = prepare_data(cfg)
     ds, splits = data
     if not quiet:
@@ -113,7 +127,10 @@ def train(config: Path = typer.Argument(..., help="YAML experiment config.", sho
     try:
         with _threads(threads):
             result = run_training(cfg, data, progress=not quiet and sys.stderr.isatty(),
-                                  log=(lambda line: None) if quiet else _err)
+                                  log=(lambda line: None) if quiet else _err, resume=ckpt)
+    except TrainingInterrupted as exc:
+        _err(f"softmax: interrupted: {exc}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KeyboardInterrupt:
         _err("softmax: interrupted; the run directory keeps the checkpoints of finished epochs")
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -67,9 +67,29 @@ class Optimizer:
         self.t = 0  # steps taken
         self._flat = [p.reshape(-1) for p in params]   # views: the kernels loop over one axis
 
+    state_names: tuple[str, ...] = ()   # attributes holding one state array per parameter
+
     def _state(self) -> list[np.ndarray]:
         """A zeroed array per parameter (moment estimates, velocities)."""
         return [np.zeros(p.size, dtype=p.dtype) for p in self.params]
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The optimiser's state as named arrays (``m0``, ``v0``, ... or ``velocity0``, ...),
+        which with :attr:`t` is everything a resumed run needs to continue exactly."""
+        return {f"{name}{i}": a for name in self.state_names for i, a in enumerate(getattr(self, name))}
+
+    def load_state(self, t: int, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :attr:`t` and the arrays of :meth:`state_arrays` (copied in place).
+
+        Raises:
+            ValueError: an array is missing or has the wrong size or dtype.
+        """
+        for key, own in self.state_arrays().items():
+            given = arrays.get(key)
+            if given is None or given.shape != own.shape or given.dtype != own.dtype:
+                raise ValueError(f"optimizer state {key!r} missing or not {own.dtype} of shape {own.shape}")
+            own[...] = given
+        self.t = int(t)
 
     def step(self, grads: list[np.ndarray]) -> None:
         """Update every parameter in place from its gradient (same shapes, order and dtype)."""
@@ -106,6 +126,8 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov) and self.momentum > 0
         self.velocity = self._state()
 
+    state_names = ("velocity",)
+
     def _coefficients(self):
         return {dt: (dt.type(self.lr), dt.type(self.momentum)) for dt in {p.dtype for p in self.params}}
 
@@ -127,6 +149,8 @@ class Adam(Optimizer):
         super().__init__(params, lr, **kw)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.m, self.v = self._state(), self._state()
+
+    state_names = ("m", "v")
 
     def _coefficients(self):
         b1, b2, t = self.beta1, self.beta2, self.t

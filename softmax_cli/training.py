@@ -8,8 +8,11 @@ with the test metrics added).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +21,7 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from .checkpoint import Checkpoint, atomic_write, save_checkpoint
+from .checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
 from .config import Config
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.images import style_for
@@ -139,7 +142,9 @@ class TrainResult:
 
 def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
                 order: np.ndarray, ws: Workspace,
-                on_batch: Callable[[int, float, int], None] | None = None) -> tuple[float, int]:
+                on_batch: Callable[[int, float, int], None] | None = None, *,
+                start: int = 0, loss_sum: float = 0.0, correct: int = 0,
+                stop: Callable[[], bool] | None = None) -> tuple[float, int, int]:
     """One epoch of mini-batch training: the batches are consecutive slices of ``order``.
 
     Each batch's rows are gathered from ``X`` into ``ws.X`` (so the data is never copied
@@ -152,14 +157,17 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         ws: the workspace of ``model`` for the batch size.
         on_batch: called after every batch with (rows seen, sum of losses so far, rows in
             the batch), e.g. to show progress.
+        start, loss_sum, correct: continue an epoch stopped after ``start`` rows of
+            ``order``, with the sums it had reached (a resumed run).
+        stop: asked after every batch; True ends the epoch early, at that batch boundary.
 
     Returns:
-        ``(loss_sum, correct)``: the sum over rows of each row's batch loss (nats; divide by
-        ``n`` for the epoch's mean) and how many rows were classified right before their step.
+        ``(loss_sum, correct, end)``: the sum over rows of each row's batch loss (nats;
+        divide by ``n`` for the epoch's mean), how many rows were classified right before
+        their step, and how many rows of ``order`` are done (``len(order)`` unless stopped).
     """
-    bs = ws.batch_size
-    loss_sum, correct = 0.0, 0
-    for lo in range(0, len(order), bs):
+    bs, n = ws.batch_size, len(order)
+    for lo in range(start, n, bs):
         batch = order[lo:lo + bs]
         m = len(batch)
         xb = np.take(X, batch, axis=0, out=ws.X[:m], mode="clip")
@@ -170,7 +178,42 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         correct += hits
         if on_batch is not None:
             on_batch(lo + m, loss_sum, m)
-    return loss_sum, correct
+        if stop is not None and lo + m < n and stop():
+            return loss_sum, correct, lo + m
+    return loss_sum, correct, n
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after saving ``last.npz`` (see :func:`train`)."""
+
+    def __init__(self, run_dir: Path, signal_name: str, epoch: int, rows_done: int, n: int):
+        self.run_dir, self.signal_name = run_dir, signal_name
+        super().__init__(f"{signal_name} in epoch {epoch} after {rows_done} of {n} training images; "
+                         f"saved {run_dir / 'last.npz'}; continue with: "
+                         f"softmax train --resume {run_dir / 'last.npz'}")
+
+
+@contextlib.contextmanager
+def _stop_requests():
+    """While training: SIGINT (Ctrl-C) and SIGTERM only record a request, which the loop
+    honours at the next batch boundary so that what it saves is consistent; a second Ctrl-C
+    interrupts at once. Yields the list of requested signal names."""
+    requested: list[str] = []
+
+    def handler(signum, frame):
+        if requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested.append(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield requested
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
@@ -182,25 +225,34 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
 
 
 def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: bool = False,
-          log: Callable[[str], None] = lambda s: None) -> TrainResult:
+          log: Callable[[str], None] = lambda s: None, resume: Checkpoint | None = None) -> TrainResult:
     """Train the config's MLP and write a new run directory (:func:`make_run_dir`).
 
     The run directory is created only once the data, the model and the optimiser are built,
-    so a bad input leaves no empty run behind.
+    so a bad input leaves no empty run behind. After every epoch ``last.npz`` holds the
+    weights, the optimiser state, the RNG state and the metrics so far; on SIGINT or SIGTERM
+    the loop stops at the next batch boundary, saves the same mid-epoch and raises
+    :class:`TrainingInterrupted`. ``resume`` (such a ``last.npz``) continues that run in its
+    own directory, and ends with the weights and metrics an uninterrupted run would have
+    had, bit for bit (same machine and thread count).
 
     Args:
-        cfg: a validated config.
+        cfg: a validated config (for ``resume``: the checkpoint's own).
         data: ``prepare_data(cfg)`` when the caller has it already.
         progress: show a tqdm bar per epoch on stderr.
         log: receives a line naming the run directory, then one line per epoch.
+        resume: a ``last.npz`` checkpoint with training state to continue from.
 
     Returns:
         A :class:`TrainResult`; the test metrics are those of the best weights.
 
     Raises:
-        UserError: bad data, or the run directory cannot be created.
+        UserError: bad data, the run directory cannot be created, or ``resume`` cannot be
+            continued (no training state, finished, its run directory changed).
+        TrainingInterrupted: SIGINT or SIGTERM; ``last.npz`` was saved first.
         FloatingPointError: the training or validation loss became NaN or infinite; the
             checkpoints of the last good epoch stay as they were.
+        OSError: a checkpoint or metrics file cannot be written; the previous one is intact.
         MemoryError: the network does not fit in memory.
     """
     from tqdm import tqdm
@@ -208,69 +260,98 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     ds, splits = data if data is not None else prepare_data(cfg)
     dtype = np.dtype(cfg.model.dtype)
     rng = np.random.default_rng(cfg.seed)
-    pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize)
+    pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize) if resume is None else resume.preprocessor
     X_train = pre.transform(splits.X_train, dtype)
     y_train = splits.y_train
     X_val = pre.transform(splits.X_val, dtype) if splits.X_val is not None else None
 
     sizes = layer_sizes(cfg, ds)
-    model = MLP(sizes, cfg.model.activation, dtype=dtype, rng=rng)
+    model = MLP(sizes, cfg.model.activation, dtype=dtype, rng=rng) if resume is None else resume.model
     opt_cfg = cfg.train.optimizer
     optimizer = make_optimizer(opt_cfg.name, model.params, decay=[True, False] * model.n_layers,
                                **{k: v for k, v in vars(opt_cfg).items() if k != "name"})
 
-    run_dir = make_run_dir(cfg.output.dir, cfg.name)
-    log(f"writing {run_dir}")
-    config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
-    atomic_write(run_dir / "config.yaml", lambda f: f.write(config_text))
+    n, bs = len(X_train), cfg.train.batch_size
+    es = cfg.train.early_stopping
+    monitor = "val_loss" if X_val is not None else "train_loss"
+    # what a resumed run restores: everything the loop below reads from one epoch to the next
+    state = {"epoch": 0, "rows_done": 0, "loss_sum": 0.0, "correct": 0, "epoch_rng": None,
+             "rows": [], "best_score": float("inf"), "best_epoch": 0, "stale": 0}
+    best_params = None
+    if resume is None:
+        run_dir = make_run_dir(cfg.output.dir, cfg.name)
+        config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
+        atomic_write(run_dir / "config.yaml", lambda f: f.write(config_text))
+    else:
+        run_dir = resume.path.parent
+        state, best_params = _restore(resume, optimizer, rng, sizes, cfg, run_dir)
+    log(f"{'continuing' if resume else 'writing'} {run_dir}")
     meta = {"classes": ds.classes, "image_shape": list(ds.image_shape), "config": cfg.to_dict(),
             "data": ds.description, "image_style": style_for(cfg.data.source)}
 
-    n, bs = len(X_train), cfg.train.batch_size
+    def save_last(epoch: int, row: dict | None) -> None:
+        save_checkpoint(run_dir / "last.npz", model, pre,
+                        {**meta, "epoch": epoch, "metrics": row or {},
+                         "train_state": {**state, "t": optimizer.t, "rng": rng.bit_generator.state}},
+                        optimizer.state_arrays())
+
     ws = model.workspace(min(bs, n))      # every batch reuses these buffers
-    es = cfg.train.early_stopping
-    monitor = "val_loss" if X_val is not None else "train_loss"
-    rows: list[dict] = []
-    best_score, best_epoch, best_params, stale = np.inf, 0, None, 0
+    rows = state["rows"]
     stopped_early = False
-    for epoch in range(1, cfg.train.epochs + 1):
-        start = time.perf_counter()
-        order = rng.permutation(n)
-        with tqdm(total=n, desc=f"epoch {epoch}/{cfg.train.epochs}", unit="img", unit_scale=True,
-                  leave=False, disable=not progress, dynamic_ncols=True, mininterval=0.5) as bar:
-            def show(seen: int, loss_sum: float, batch_rows: int) -> None:
-                bar.update(batch_rows)
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
+    with _stop_requests() as requested:
+        for epoch in range(state["epoch"] + 1, cfg.train.epochs + 1):
+            if state["rows_done"] == 0:
+                state["epoch_rng"] = rng.bit_generator.state   # to redraw this epoch's order
+            else:
+                rng.bit_generator.state = state["epoch_rng"]
+            start = time.perf_counter()
+            order = rng.permutation(n)
+            with tqdm(total=n, initial=state["rows_done"], desc=f"epoch {epoch}/{cfg.train.epochs}",
+                      unit="img", unit_scale=True, leave=False, disable=not progress,
+                      dynamic_ncols=True, mininterval=0.5) as bar:
+                def show(seen: int, loss_sum: float, batch_rows: int) -> None:
+                    bar.update(batch_rows)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", refresh=False)
 
-            loss_sum, correct = train_epoch(model, optimizer, X_train, y_train, order, ws,
-                                            on_batch=show if progress else None)
-        row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
-               "val_loss": "", "val_acc": "", "lr": optimizer.lr}
-        if X_val is not None:
-            ev = evaluate(model, X_val, splits.y_val)
-            row.update(val_loss=ev.loss, val_acc=ev.accuracy)
-        for key in ("train_loss", "val_loss"):
-            if row[key] != "" and not np.isfinite(row[key]):
-                raise FloatingPointError(f"epoch {epoch}: the {key.replace('_', ' ')} became {row[key]}; "
-                                         f"try a lower train.optimizer.lr (checkpoints in {run_dir} "
-                                         f"are from the last good epoch)")
-        row["epoch_time_s"] = time.perf_counter() - start
-        rows.append(row)
-        _write_metrics(run_dir / "metrics.csv", rows)
+                loss_sum, correct, done = train_epoch(
+                    model, optimizer, X_train, y_train, order, ws, show if progress else None,
+                    start=state["rows_done"], loss_sum=state["loss_sum"], correct=state["correct"],
+                    stop=lambda: bool(requested))
+            if done < n:
+                state.update(rows_done=done, loss_sum=loss_sum, correct=correct)
+                save_last(epoch - 1, rows[-1] if rows else None)
+                raise TrainingInterrupted(run_dir, requested[0], epoch, done, n)
+            row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
+                   "val_loss": "", "val_acc": "", "lr": optimizer.lr}
+            if X_val is not None:
+                ev = evaluate(model, X_val, splits.y_val)
+                row.update(val_loss=ev.loss, val_acc=ev.accuracy)
+            for key in ("train_loss", "val_loss"):
+                if row[key] != "" and not np.isfinite(row[key]):
+                    raise FloatingPointError(
+                        f"epoch {epoch}: the {key.replace('_', ' ')} became {row[key]}; try a lower "
+                        f"train.optimizer.lr (checkpoints in {run_dir} are from the last good epoch)")
+            row["epoch_time_s"] = time.perf_counter() - start
+            rows.append(row)
+            _write_metrics(run_dir / "metrics.csv", rows)
 
-        meta_epoch = {**meta, "epoch": epoch, "metrics": row}
-        if row[monitor] < best_score - (es.min_delta if es else 0.0):
-            best_score, best_epoch, stale = row[monitor], epoch, 0
-            best_params = [p.copy() for p in model.params]
-            save_checkpoint(run_dir / "best.npz", model, pre, meta_epoch)
-        else:
-            stale += 1
-        save_checkpoint(run_dir / "last.npz", model, pre, meta_epoch)
-        log(_epoch_line(row, cfg.train.epochs))
-        if es is not None and stale >= es.patience:
-            stopped_early = True
-            break
+            meta_epoch = {**meta, "epoch": epoch, "metrics": row}
+            if row[monitor] < state["best_score"] - (es.min_delta if es else 0.0):
+                state.update(best_score=row[monitor], best_epoch=epoch, stale=0)
+                best_params = [p.copy() for p in model.params]
+                save_checkpoint(run_dir / "best.npz", model, pre, meta_epoch)
+            else:
+                state["stale"] += 1
+            state.update(epoch=epoch, rows_done=0, loss_sum=0.0, correct=0)
+            save_last(epoch, row)
+            log(_epoch_line(row, cfg.train.epochs))
+            if es is not None and state["stale"] >= es.patience:
+                stopped_early = True
+                break
+            if requested:
+                raise TrainingInterrupted(run_dir, requested[0], epoch + 1, 0, n)
 
+    best_epoch = state["best_epoch"]
     best_model = MLP(sizes, cfg.model.activation, dtype=dtype, params=best_params)
     test = evaluate(best_model, pre.transform(splits.X_test, dtype), splits.y_test)
     best_row = rows[best_epoch - 1]
@@ -281,6 +362,55 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
                        stopped_early=stopped_early, best=best_row, test_loss=test.loss,
                        test_acc=test.accuracy,
                        n_val=0 if X_val is None else len(X_val), n_test=len(splits.y_test))
+
+
+_STATE_KEYS = ("epoch", "rows_done", "loss_sum", "correct", "epoch_rng", "rows", "best_score",
+               "best_epoch", "stale", "t", "rng")
+
+
+def check_resumable(ckpt: Checkpoint, cfg: Config) -> dict:
+    """The training state of ``ckpt`` (a ``last.npz``) when its run can be continued.
+
+    Raises:
+        UserError: naming the checkpoint: it has no training state (e.g. a ``best.npz``) or
+            its run already finished (all epochs, or stopped early).
+    """
+    state = ckpt.meta.get("train_state")
+    if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
+        raise UserError(f"{ckpt.path}: no training state to resume from; resume from the run's last.npz")
+    es = cfg.train.early_stopping
+    if state["epoch"] >= cfg.train.epochs or (es is not None and state["stale"] >= es.patience):
+        how = "stopped early at" if state["epoch"] < cfg.train.epochs else "trained all"
+        raise UserError(f"{ckpt.path}: this run already finished ({how} epoch {state['epoch']} "
+                        f"of {cfg.train.epochs})")
+    return state
+
+
+def _restore(ckpt: Checkpoint, optimizer: Optimizer, rng: np.random.Generator, sizes: list[int],
+             cfg: Config, run_dir: Path) -> tuple[dict, list[np.ndarray] | None]:
+    """The loop state, optimiser state, RNG state and best weights saved in ``ckpt``.
+
+    Raises:
+        UserError: naming the checkpoint: no training state, a finished run, or a run
+            directory whose ``best.npz`` no longer matches.
+    """
+    state = check_resumable(ckpt, cfg)
+    where = ckpt.path
+    if ckpt.model.sizes != sizes:
+        raise UserError(f"{where}: the model is {ckpt.model.sizes}, its config's data gives {sizes}")
+    try:
+        optimizer.load_state(state["t"], ckpt.optimizer_state)
+        rng.bit_generator.state = state["epoch_rng"] if state["rows_done"] else state["rng"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{where}: unusable training state: {exc}") from None
+    best_params = None
+    if state["best_epoch"]:
+        best = load_checkpoint(run_dir / "best.npz")
+        if best.meta.get("epoch") != state["best_epoch"]:
+            raise UserError(f"{run_dir / 'best.npz'}: holds epoch {best.meta.get('epoch')}, "
+                            f"the run's best was epoch {state['best_epoch']}")
+        best_params = best.model.params
+    return {k: state[k] for k in _STATE_KEYS if k not in ("t", "rng")}, best_params
 
 
 def _epoch_line(row: dict, epochs: int) -> str:

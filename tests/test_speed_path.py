@@ -51,7 +51,8 @@ def test_train_epoch_gathers_batches_in_the_given_order():
     a = MLP([8, 6, 3], rng=np.random.default_rng(3))
     b = MLP([8, 6, 3], params=[p.copy() for p in a.params])
     opt_a, opt_b = Adam(a.params, lr=0.01), Adam(b.params, lr=0.01)
-    loss_sum, correct = train_epoch(a, opt_a, X, y, order, a.workspace(16))
+    loss_sum, correct, done = train_epoch(a, opt_a, X, y, order, a.workspace(16))
+    assert done == 50
     expected_loss, expected_correct = 0.0, 0
     for lo in range(0, 50, 16):
         rows = order[lo:lo + 16]

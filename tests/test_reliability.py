@@ -1,0 +1,136 @@
+"""No work lost: interrupt and resume bit for bit, same seed same result, failed saves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import CONFIGS, SOFTMAX, assert_user_error, run_softmax
+
+# long enough to be interrupted mid-way: about 0.1 s per epoch of batch 4 on 2 cores
+LONG = ("--set", "train.batch_size=4", "--set", "train.epochs=60", "--set", "train.early_stopping=null",
+        "--set", "model.hidden=[32]", "--quiet")
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    """metrics.csv without the time column."""
+    with open(run_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(f)]
+
+
+def arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files if k != "metadata"}
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    assert metrics(a) == metrics(b)
+    for name in ("best.npz", "last.npz"):
+        x, y = arrays(a / name), arrays(b / name)
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+
+
+def wait_for_epochs(run_dir: Path, proc: subprocess.Popen, epochs: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        try:
+            if len((run_dir / "metrics.csv").read_text().splitlines()) > epochs:
+                return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.02)
+    raise AssertionError("training made no progress")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(tmp_path, sig):
+    proc = subprocess.Popen([SOFTMAX, "train", str(CONFIGS / "digits.yaml"), *LONG, "--set", "name=cut"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "cut"
+    wait_for_epochs(run, proc, 3)
+    time.sleep(0.03)                      # most likely in the middle of an epoch
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert f"softmax: interrupted: {sig.name} in epoch" in stderr
+    assert "softmax train --resume" in stderr and "last.npz" in stderr
+    state = json.loads(str(np.load(run / "last.npz")["metadata"]))["train_state"]
+    assert 3 <= state["epoch"] < 60
+
+    resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert Path(json.loads(resumed.stdout)["run_dir"]) == run
+    whole = run_softmax("train", CONFIGS / "digits.yaml", *LONG, "--set", "name=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    assert len(metrics(run)) == 60
+    assert_same_run(run, tmp_path / "runs" / "whole")
+
+
+def test_same_config_and_seed_give_the_same_checkpoints_and_metrics(tmp_path):
+    args = ("train", CONFIGS / "digits.yaml", "--set", "train.epochs=4", "--quiet")
+    for name in ("a", "b"):
+        assert run_softmax(*args, "--set", f"name={name}", cwd=tmp_path).returncode == 0
+    assert_same_run(tmp_path / "runs" / "a", tmp_path / "runs" / "b")
+    assert run_softmax(*args, "--set", "name=c", "--set", "seed=1", cwd=tmp_path).returncode == 0
+    assert metrics(tmp_path / "runs" / "c") != metrics(tmp_path / "runs" / "a")
+
+
+def test_resume_refuses_what_it_cannot_continue(digits_run, tmp_path):
+    run = digits_run["cwd"] / "runs" / "digits"
+    assert_user_error(run_softmax("train", "--resume", run / "last.npz", cwd=tmp_path),
+                      "last.npz", "already finished")
+    assert_user_error(run_softmax("train", "--resume", run / "best.npz", cwd=tmp_path),
+                      "best.npz", "no training state", "last.npz")
+    assert_user_error(run_softmax("train", CONFIGS / "digits.yaml", "--resume", run / "last.npz", cwd=tmp_path),
+                      "--resume", "no CONFIG or --set")
+    assert_user_error(run_softmax("train", cwd=tmp_path), "give a CONFIG file")
+    assert_user_error(run_softmax("train", "--resume", tmp_path / "nope.npz", cwd=tmp_path),
+                      "nope.npz", "not found")
+
+
+# A failed save, simulated inside the real command: np.savez raises ENOSPC from the 3rd call on
+FAIL_SAVES = """
+import errno, sys, numpy as np
+import softmax_cli.checkpoint as ck
+calls = {"n": 0}
+real = np.savez
+def savez(*a, **k):
+    calls["n"] += 1
+    if calls["n"] >= 3:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return real(*a, **k)
+ck.np.savez = savez
+from softmax_cli.cli import main
+sys.argv = ["softmax", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_failed_save_keeps_the_previous_checkpoint_and_says_what_failed(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", FAIL_SAVES, "train", str(CONFIGS / "digits.yaml"),
+                           "--set", "train.epochs=5", "--quiet"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("softmax: error: ") and "No space left on device" in line
+    assert ".npz" in line                              # names the file it was writing
+    run = tmp_path / "runs" / "digits"
+    # epoch 1 wrote best.npz and last.npz; epoch 2's save failed: both epoch-1 files intact
+    for name in ("best.npz", "last.npz"):
+        meta = json.loads(str(np.load(run / name)["metadata"]))
+        assert meta["epoch"] == 1
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    assert run_softmax("eval", run / "best.npz", cwd=tmp_path).returncode == 0
