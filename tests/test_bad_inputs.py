@@ -109,10 +109,7 @@ CONFIG_CASES = [
 ]
 
 
-@pytest.mark.parametrize("config, args, fragments",
-                         cases(CONFIG_CASES))
-def test_bad_config(tmp_path, config, args, fragments):
-    train_must_fail(tmp_path, config, *fragments, args=args)
+# bad config cases: replayed from tests/bad_inputs/ by test_corpus.py
 
 
 @pytest.mark.parametrize("command", ["train", "gradcheck"])
@@ -197,11 +194,7 @@ CSV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("files, extra, fragments",
-                         cases(CSV_CASES))
-def test_bad_csv(tmp_path, files, extra, fragments):
-    train_name = next((n for n in files if n.startswith("train.") and n.endswith(("csv", "gz"))), "train.csv")
-    train_must_fail(tmp_path, csv_config(train_name, extra), *fragments, files=files)
+# bad csv cases: replayed from tests/bad_inputs/ by test_corpus.py
 
 
 @pytest.mark.parametrize("name, data", [
@@ -263,10 +256,7 @@ IDX_CASES = [
 ]
 
 
-@pytest.mark.parametrize("files, fragments",
-                         cases(IDX_CASES))
-def test_bad_idx(tmp_path, files, fragments):
-    train_must_fail(tmp_path, "data: {source: idx, root: mnist}\ntrain: {epochs: 1}\n", *fragments, files=files)
+# bad idx cases: replayed from tests/bad_inputs/ by test_corpus.py
 
 
 def test_idx_explicit_path_missing(tmp_path):
