@@ -36,6 +36,16 @@ def test_a_workspace_too_small_for_the_batch_is_refused():
         model.loss_and_grads(np.zeros((5, 3), np.float32), np.zeros(5, np.int64), model.workspace(4))
 
 
+@pytest.mark.parametrize("label", [-1, 3])
+def test_fused_loss_refuses_labels_outside_the_classes(label):
+    from softmax_cli.nn import softmax_cross_entropy
+
+    Z = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        softmax_cross_entropy(Z, np.array([0, label]))
+    assert (Z == 0).all()                       # refused before anything was written
+
+
 def test_logits_in_batches_equal_logits_in_one_pass():
     rng = np.random.default_rng(1)
     model = MLP([6, 5, 3], "tanh", dtype=np.float64, rng=rng)

@@ -120,12 +120,16 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
         ``(J, dZ)``: the mean loss (float, nats) and ``dJ/dZ``, which *is* the array ``Z``.
 
     Raises:
-        ValueError: ``Z`` is not a C-contiguous 2-D array, or ``y``'s shape does not match.
+        ValueError: ``Z`` is not a C-contiguous 2-D array, ``y``'s shape does not match, or
+            a label is outside ``[0, K)``.
     """
     if Z.ndim != 2 or not Z.flags.c_contiguous or not Z.flags.writeable:
         raise ValueError(f"logits must be a writable C-contiguous (m, K) array, got shape {Z.shape}")
     if y.shape != Z.shape[:1] and y.shape != Z.shape:
         raise ValueError(f"targets of shape {y.shape} do not match logits of shape {Z.shape}")
+    if y.ndim == 1 and len(y) and (y.min() < 0 or y.max() >= Z.shape[1]):
+        # the compiled loop does not check indices: an outside label would write outside Z
+        raise ValueError(f"labels must lie in [0, {Z.shape[1]}), got {y.min()}..{y.max()}")
     from .kernels import softmax_xent_labels, softmax_xent_targets   # numba: training only
 
     if y.ndim == 1:
