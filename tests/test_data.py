@@ -51,16 +51,16 @@ def write_csv(path, header, rows, newline="\n", bom=False):
     path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
 
 
-@pytest.mark.parametrize("label_column,header,position", [("label", True, 2), ("first", False, 0),
-                                                          ("last", True, 4)])
-def test_csv_label_column_choices(tmp_path, label_column, header, position):
+@pytest.mark.parametrize("label_column,header,position,newline", [
+    ("label", True, 2, "\r\n"), ("first", False, 0, "\r"), ("last", True, 4, "\n")])
+def test_csv_label_column_choices(tmp_path, label_column, header, position, newline):
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (12, 4))
     labels = np.arange(12) % 3 + 5
     table = np.insert(pixels, position, labels, axis=1)
     names = [f"p{i}" for i in range(5)]
     names[position] = "label"
-    write_csv(tmp_path / "d.csv.gz", names if header else None, table.tolist(), newline="\r\n", bom=True)
+    write_csv(tmp_path / "d.csv.gz", names if header else None, table.tolist(), newline=newline, bom=True)
     ds = load_dataset(DataConfig(source="csv", train=str(tmp_path / "d.csv.gz"), label_column=label_column))
     np.testing.assert_array_equal(ds.X, pixels.astype(np.float32))
     assert ds.classes == ["5", "6", "7"] and ds.y.tolist() == (labels - 5).tolist()

@@ -199,9 +199,11 @@ def _index_labels(labels: np.ndarray, classes: np.ndarray, path: Path) -> np.nda
 def _csv_text(path: Path) -> str:
     data = _read_bytes(path)
     try:
-        return data.decode("utf-8-sig")  # a byte-order mark is accepted and dropped
+        text = data.decode("utf-8-sig")  # a byte-order mark is accepted and dropped
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a UTF-8 text file") from None
+    # Windows (CRLF) and old Mac (CR) line ends read as Unix ones, by loadtxt and csv alike
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _csv_problem(text: str, skip: int) -> str:
