@@ -99,16 +99,23 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
           threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
           resume: Optional[Path] = typer.Option(None, "--resume", show_default=False,
                                                 help="Continue an interrupted run from its last.npz "
-                                                     "(no CONFIG or --set: the run's own config is used).")) -> None:
+                                                     "(no CONFIG or --set: the run's own config is used)."),
+          repeat: int = typer.Option(1, "--repeat", min=1,
+                                     help="Train N times with seeds seed, seed+1, ... (each its own split "
+                                          "and run directory NAME-seedS) and print the mean and standard "
+                                          "deviation of the test accuracy.")) -> None:
     """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
-    from .checkpoint import load_checkpoint
-    from .config import config_from_dict, load_config
-    from .training import TrainingInterrupted, check_resumable, layer_sizes, prepare_data, train as run_training
+    import dataclasses
+
+    from .config import config_from_dict, load_config   # light: a bad config is refused at once
 
     ckpt = None
     if resume is not None:
-        if config is not None or set_:
-            raise UserError("--resume: continues with the run's own config; give no CONFIG or --set")
+        if config is not None or set_ or repeat != 1:
+            raise UserError("--resume: continues with the run's own config; give no CONFIG, --set or --repeat")
+        from .checkpoint import load_checkpoint
+        from .training import check_resumable
+
         ckpt = load_checkpoint(resume)
         cfg = config_from_dict(ckpt.meta["config"], origin=f"{resume} (config)")
         check_resumable(ckpt, cfg)
@@ -116,6 +123,36 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
         raise UserError("train: give a CONFIG file (e.g. configs/digits.yaml) or --resume runs/NAME/last.npz")
     else:
         cfg = load_config(config, set_)
+    configs = [cfg] if repeat == 1 else [
+        dataclasses.replace(cfg, seed=cfg.seed + i, name=f"{cfg.name}-seed{cfg.seed + i}") for i in range(repeat)]
+    summaries = []
+    for run_cfg in configs:
+        summary = _train_one(run_cfg, ckpt, quiet, threads)
+        summaries.append(summary)
+        if as_json and repeat == 1:
+            typer.echo(json.dumps(summary))
+        elif not as_json:
+            _print_summary(summary)
+    if repeat > 1:
+        import numpy as np
+
+        acc = np.array([s["test_acc"] for s in summaries])
+        stats = {"runs": summaries, "seeds": [c.seed for c in configs], "test_acc_mean": float(acc.mean()),
+                 "test_acc_std": float(acc.std(ddof=1)), "test_acc_min": float(acc.min()),
+                 "test_acc_max": float(acc.max())}
+        if as_json:
+            typer.echo(json.dumps(stats))
+        else:
+            typer.echo(f"\ntest accuracy over {repeat} seeds ({configs[0].seed}-{configs[-1].seed}): "
+                       f"mean {stats['test_acc_mean']:.4f}, standard deviation {stats['test_acc_std']:.4f} "
+                       f"(min {stats['test_acc_min']:.4f}, max {stats['test_acc_max']:.4f})\n"
+                       "  per seed: " + "  ".join(f"{c.seed}: {a:.4f}" for c, a in zip(configs, acc)))
+
+
+def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
+    """Train one config (or resume ``ckpt``) and return the summary that ``--json`` prints."""
+    from .training import TrainingInterrupted, layer_sizes, prepare_data, train as run_training
+
     data = prepare_data(cfg)
     ds, splits = data
     if not quiet:
@@ -123,7 +160,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
         sizes = "-".join(map(str, layer_sizes(cfg, ds)))
         _err(f"training {cfg.name}: {ds.description}; {len(splits.y_train)} train / {n_val} val / "
              f"{len(splits.y_test)} test; MLP {sizes} {cfg.model.activation}, "
-             f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}")
+             f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}, seed {cfg.seed}")
     try:
         with _threads(threads):
             result = run_training(cfg, data, progress=not quiet and sys.stderr.isatty(),
@@ -135,24 +172,25 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
         _err("softmax: interrupted; the run directory keeps the checkpoints of finished epochs")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     run_dir = result.run_dir
-    summary = {"run_dir": str(run_dir), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-               "stopped_early": result.stopped_early,
-               "val_loss": None if result.n_val == 0 else result.best["val_loss"],
-               "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
-               "test_acc": result.test_acc, "n_test": result.n_test,
-               "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz")}
-    if as_json:
-        typer.echo(json.dumps(summary))
-        return
-    best = f"{result.best_epoch} of {result.epochs_run}"
-    if result.stopped_early:
+    return {"run_dir": str(run_dir), "seed": cfg.seed, "epochs_run": result.epochs_run,
+            "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+            "val_loss": None if result.n_val == 0 else result.best["val_loss"],
+            "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
+            "test_acc": result.test_acc, "n_test": result.n_test,
+            "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz")}
+
+
+def _print_summary(summary: dict) -> None:
+    best = f"{summary['best_epoch']} of {summary['epochs_run']}"
+    if summary["stopped_early"]:
         best += " (stopped early)"
     if summary["val_acc"] is not None:
-        best += f"; val_loss {result.best['val_loss']:.4f}, val_acc {result.best['val_acc']:.4f}"
+        best += f"; val_loss {summary['val_loss']:.4f}, val_acc {summary['val_acc']:.4f}"
     typer.echo(f"best epoch      {best}\n"
-               f"test accuracy   {result.test_acc:.4f} (loss {result.test_loss:.4f}, {result.n_test} images)\n"
-               f"run directory   {run_dir}\n"
-               f"checkpoints     {run_dir / 'best.npz'}, {run_dir / 'last.npz'}")
+               f"test accuracy   {summary['test_acc']:.4f} (loss {summary['test_loss']:.4f}, "
+               f"{summary['n_test']} images)\n"
+               f"run directory   {summary['run_dir']}\n"
+               f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}")
 
 
 # ------------------------------------------------------------------------------- eval

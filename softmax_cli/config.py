@@ -63,13 +63,23 @@ class ModelConfig:
     hidden: list[int] = field(default_factory=lambda: [128])
     activation: Activation = "relu"
     dtype: Literal["float32", "float64"] = "float32"
+    # inverted dropout (Srivastava et al. 2014): the fraction of each hidden layer's outputs
+    # zeroed in training, one number for every hidden layer or one per layer
+    dropout: Union[float, list[float]] = 0.0
+    input_dropout: float = field(default=0.0, metadata=_bounds(0, 1, hi_open=True))
+
+    def dropout_rates(self) -> list[float]:
+        """Dropout rate of the input of each weight layer: ``[input_dropout, *hidden rates]``."""
+        hidden = self.dropout if isinstance(self.dropout, list) else [self.dropout] * len(self.hidden)
+        return [self.input_dropout, *hidden]
 
 
 @dataclass
 class OptimizerConfig:
-    """SGD (momentum, Nesterov) or Adam (Kingma & Ba 2015 defaults), with L2 weight decay."""
+    """SGD (momentum, Nesterov), Adam (Kingma & Ba 2015 defaults) or AdamW (Loshchilov &
+    Hutter 2019). ``weight_decay`` is L2 for sgd and adam, decoupled decay for adamw."""
 
-    name: Literal["sgd", "adam"] = "adam"
+    name: Literal["sgd", "adam", "adamw"] = "adam"
     lr: float = field(default=1e-3, metadata=_bounds(0, None, lo_open=True))
     momentum: float = field(default=0.9, metadata=_bounds(0, 1, hi_open=True))
     nesterov: bool = False
@@ -81,10 +91,34 @@ class OptimizerConfig:
 
 @dataclass
 class EarlyStoppingConfig:
-    """Stop when validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop when ``train.monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
 
     patience: int = field(default=5, metadata=_bounds(1, None))
     min_delta: float = field(default=0.0, metadata=_bounds(0, None))
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule, one lr per epoch (see :mod:`softmax_cli.schedules`)."""
+
+    name: Literal["constant", "step", "cosine", "plateau"] = "constant"
+    warmup_epochs: int = field(default=0, metadata=_bounds(0, None))
+    step_size: int = field(default=10, metadata=_bounds(1, None))      # step
+    gamma: float = field(default=0.1, metadata=_bounds(0, 1, lo_open=True, hi_open=True))  # step
+    min_lr: float = field(default=0.0, metadata=_bounds(0, None))       # cosine, plateau
+    factor: float = field(default=0.1, metadata=_bounds(0, 1, lo_open=True, hi_open=True))  # plateau
+    patience: int = field(default=5, metadata=_bounds(1, None))         # plateau
+
+
+@dataclass
+class AugmentConfig:
+    """Random distortions of each training batch (see :mod:`softmax_cli.augment`); 0 is off."""
+
+    shift: float = field(default=0.0, metadata=_bounds(0, None))        # pixels, each axis
+    rotate: float = field(default=0.0, metadata=_bounds(0, 180))        # degrees, either way
+    scale: float = field(default=0.0, metadata=_bounds(0, 1, hi_open=True))  # zoom in [1-s, 1+s]
+    elastic_alpha: float = field(default=0.0, metadata=_bounds(0, None))  # pixels
+    elastic_sigma: float = field(default=4.0, metadata=_bounds(0, None, lo_open=True))  # pixels
 
 
 @dataclass
@@ -92,6 +126,11 @@ class TrainConfig:
     epochs: int = field(default=30, metadata=_bounds(1, None))
     batch_size: int = field(default=64, metadata=_bounds(1, None))
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    label_smoothing: float = field(default=0.0, metadata=_bounds(0, 1, hi_open=True))
+    max_norm: Optional[float] = field(default=None, metadata=_bounds(0, None, lo_open=True))
+    augment: Optional[AugmentConfig] = None
+    monitor: Literal["val_loss", "val_acc"] = "val_loss"
     early_stopping: Optional[EarlyStoppingConfig] = None
 
 
@@ -128,7 +167,8 @@ def _describe(tp: Any) -> str:
         return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
     if origin in (Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_describe(a) for a in inner) + " or null"
+        null = " or null" if type(None) in typing.get_args(tp) else ""
+        return " or ".join(_describe(a) for a in inner) + null
     if origin is list:
         item = typing.get_args(tp)[0]
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}[item]
@@ -145,7 +185,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
+        for alternative in inner[:-1]:
+            try:
+                return _coerce(value, alternative, key)
+            except UserError:
+                continue
+        try:
+            return _coerce(value, inner[-1], key)
+        except UserError:
+            if len(inner) == 1:
+                raise
+            raise UserError(f"{key}: expected {_describe(tp)}, got {value!r}") from None
     if dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
@@ -221,7 +271,9 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
     for key, value in raw.items():
         full = f"{prefix}.{key}" if prefix else str(key)
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1) or _nested_home(cls, str(key), f"{prefix}." if prefix else "")
+            close = (difflib.get_close_matches(str(key), list(fields), n=1)
+                     or _nested_home(cls, str(key), f"{prefix}." if prefix else "")
+                     or _nested_home(Config, str(key)))   # e.g. train.early_stopping.monitor
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"{full}: unknown key{hint}; allowed: {', '.join(fields)}")
         kwargs[key] = _coerce(value, hints[key], full)
@@ -333,6 +385,13 @@ def _check_consistency(cfg: Config) -> None:
         raise UserError(f"model.hidden: expected positive layer widths, got {cfg.model.hidden}")
     if cfg.train.early_stopping is not None and d.val_fraction == 0:
         raise UserError("train.early_stopping: needs a validation split (data.val_fraction > 0)")
+    m = cfg.model
+    if isinstance(m.dropout, list) and len(m.dropout) != len(m.hidden):
+        raise UserError(f"model.dropout: expected one rate per hidden layer ({len(m.hidden)}), "
+                        f"or one number for all, got {m.dropout}")
+    if any(not 0 <= r < 1 for r in m.dropout_rates()):
+        raise UserError(f"model.dropout: expected rates >= 0 and < 1, got {m.dropout!r}")
+
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:

@@ -1,8 +1,10 @@
 """Optimisers that update a list of NumPy parameters in place.
 
-Weight decay here is L2 regularisation: ``weight_decay * W`` is added to the gradient of each
-parameter flagged in ``decay`` (the weight matrices; biases are not decayed), which is the
-gradient of ``(weight_decay / 2) * ||W||^2`` added to the loss.
+Weight decay for SGD and Adam is L2 regularisation: ``weight_decay * W`` is added to the
+gradient of each parameter flagged in ``decay`` (the weight matrices; biases are not
+decayed), which is the gradient of ``(weight_decay / 2) * ||W||^2`` added to the loss. AdamW
+decouples it instead: the weights shrink by ``lr * weight_decay * W`` outside the adaptive
+step (Loshchilov & Hutter 2019), so the decay is not divided by ``sqrt(v_hat)``.
 
 Each update rule is one loop over the parameter's entries, compiled by numba: the decay, the
 moment updates and the step happen in a single pass over memory, where NumPy would make ten
@@ -30,7 +32,8 @@ def _sgd_kernel(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _adam_kernel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                 lr_m_hat, v_hat_scale, eps, weight_decay, tiny):  # pragma: no cover (compiled)
+                 lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny):  # pragma: no cover (compiled)
+    # weight_decay: L2 (into the gradient); shrink: AdamW's decoupled factor 1 - lr * decay
     for i in range(p.size):
         gi = g[i] + weight_decay * p[i]
         mi = beta1 * m[i] + one_minus_beta1 * gi
@@ -39,7 +42,7 @@ def _adam_kernel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
         # arithmetic is 10-100 x slower on x86, and such moments change no weight.
         m[i] = mi if abs(mi) >= tiny else 0
         v[i] = vi if vi >= tiny else 0
-        p[i] -= lr_m_hat * mi / (np.sqrt(vi * v_hat_scale) + eps)
+        p[i] = shrink * p[i] - lr_m_hat * mi / (np.sqrt(vi * v_hat_scale) + eps)
 
 
 class Optimizer:
@@ -144,6 +147,8 @@ class Adam(Optimizer):
     ``m_hat = m / (1 - b1^t)``, ``v_hat = v / (1 - b2^t)``. Defaults are the paper's.
     """
 
+    decoupled = False   # AdamW: True
+
     def __init__(self, params, lr=1e-3, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, **kw):
         super().__init__(params, lr, **kw)
@@ -160,12 +165,28 @@ class Adam(Optimizer):
 
     def _update(self, i, p, g, coefficients, weight_decay):
         b1, one_minus_b1, b2, one_minus_b2, lr_m_hat, v_hat_scale, eps, tiny = coefficients
+        dt = p.dtype.type
+        l2, shrink = (0.0, 1.0 - self.lr * weight_decay) if self.decoupled else (weight_decay, 1.0)
         _adam_kernel(p, g, self.m[i], self.v[i], b1, one_minus_b1, b2, one_minus_b2,
-                     lr_m_hat, v_hat_scale, eps, p.dtype.type(weight_decay), tiny)
+                     lr_m_hat, v_hat_scale, eps, dt(l2), dt(shrink), tiny)
+
+
+class AdamW(Adam):
+    """AdamW (Loshchilov & Hutter 2019, "Decoupled weight decay regularization", Algorithm
+    2): Adam on the loss gradient alone, and the decayed weights shrink outside it,
+    ``p <- (1 - lr * weight_decay) p - lr * m_hat / (sqrt(v_hat) + eps)``.
+
+    The decay is multiplied by the current learning rate, as in PyTorch's ``AdamW`` (the
+    paper's schedule multiplier ``eta_t`` times its ``lambda`` is our ``lr * weight_decay``),
+    so a schedule lowers both together. Unlike Adam with L2, a weight whose loss gradient
+    is 0 decays geometrically instead of moving by about ``lr`` per step.
+    """
+
+    decoupled = True
 
 
 def make_optimizer(name: str, params: list[np.ndarray], decay: list[bool], **settings) -> Optimizer:
-    """Build the optimiser named in the config (``sgd`` or ``adam``) over ``params``.
+    """Build the optimiser named in the config (``sgd``, ``adam`` or ``adamw``) over ``params``.
 
     ``settings`` are the config's optimizer keys (lr, momentum, nesterov, weight_decay,
     beta1, beta2, eps); keys the chosen optimiser does not use are ignored.
@@ -177,7 +198,8 @@ def make_optimizer(name: str, params: list[np.ndarray], decay: list[bool], **set
     if name == "sgd":
         return SGD(params, momentum=settings.get("momentum", 0.0),
                    nesterov=settings.get("nesterov", False), **common)
-    if name == "adam":
-        return Adam(params, beta1=settings.get("beta1", 0.9), beta2=settings.get("beta2", 0.999),
+    if name in ("adam", "adamw"):
+        return (Adam if name == "adam" else AdamW)(
+            params, beta1=settings.get("beta1", 0.9), beta2=settings.get("beta2", 0.999),
                     eps=settings.get("eps", 1e-8), **common)
     raise ValueError(f"unknown optimizer {name!r}")

@@ -2,7 +2,7 @@
 
 A run writes into its own directory (see :func:`make_run_dir`): the resolved ``config.yaml``,
 ``metrics.csv`` (one row per epoch, rewritten atomically after each), ``last.npz`` (after every
-epoch) and ``best.npz`` (whenever the monitored loss improves; at the end it is rewritten
+epoch) and ``best.npz`` (whenever ``train.monitor`` improves; at the end it is rewritten
 with the test metrics added).
 """
 
@@ -30,6 +30,7 @@ from .errors import UserError
 from .metrics import Evaluation, evaluate
 from .nn import MLP, Workspace
 from .optim import Optimizer, make_optimizer
+from .schedules import Plateau, scheduled_lr
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
 
@@ -122,7 +123,9 @@ def run_gradcheck(cfg: Config, samples: int = 8, entries: int = 40) -> tuple[lis
     X, y = pre.transform(splits.X_train[pick], np.float64), splits.y_train[pick]
     sizes = layer_sizes(cfg, ds)
     model = MLP(sizes, cfg.model.activation, dtype=np.float64, rng=rng)
-    return sizes, len(y), check_gradients(model, X, y, max_entries=entries, rng=rng)
+    return sizes, len(y), check_gradients(model, X, y, max_entries=entries, rng=rng,
+                                          label_smoothing=cfg.train.label_smoothing,
+                                          dropout=cfg.model.dropout_rates(), dropout_seed=cfg.seed)
 
 
 @dataclass
@@ -140,19 +143,53 @@ class TrainResult:
     n_test: int = 0
 
 
+@dataclass
+class StepSettings:
+    """What each training step does besides the gradient step (from the config's ``train``
+    and ``model`` sections; the defaults are a plain step).
+
+    Attributes:
+        label_smoothing: ``eps`` of the smoothed targets.
+        dropout: rate per weight layer's input (see :meth:`MLP.loss_and_grads`), or None.
+        max_norm: the max-norm constraint applied after each update (None: off).
+        augment: distorts a batch of raw pixel rows in place (an :class:`Augmenter`); the
+            epoch's ``X`` is then raw pixels, and ``preprocess`` maps each batch to inputs.
+        preprocess: the run's preprocessing, applied in place to each augmented batch.
+        seed: with the epoch and the batch's index, seeds the batch's own generator for
+            dropout masks and distortions, so that they do not depend on where a run was
+            interrupted and resumed.
+    """
+
+    label_smoothing: float = 0.0
+    dropout: list[float] | None = None
+    max_norm: float | None = None
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
+    preprocess: Preprocessor | None = None
+    seed: int = 0
+
+    def batch_rng(self, epoch: int, batch: int) -> np.random.Generator | None:
+        """The generator of one batch's random draws (None when nothing is random)."""
+        if self.augment is None and not (self.dropout and any(self.dropout)):
+            return None
+        return np.random.default_rng((self.seed, epoch, batch))
+
+
 def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
                 order: np.ndarray, ws: Workspace,
                 on_batch: Callable[[int, float, int], None] | None = None, *,
                 start: int = 0, loss_sum: float = 0.0, correct: int = 0,
-                stop: Callable[[], bool] | None = None) -> tuple[float, int, int]:
+                stop: Callable[[], bool] | None = None, settings: StepSettings | None = None,
+                epoch: int = 1) -> tuple[float, int, int]:
     """One epoch of mini-batch training: the batches are consecutive slices of ``order``.
 
     Each batch's rows are gathered from ``X`` into ``ws.X`` (so the data is never copied
-    whole), then one :meth:`MLP.loss_and_grads` and one optimiser step; nothing of the
-    batch's size is allocated. The batch size is ``ws.batch_size``.
+    whole), distorted and preprocessed when ``settings.augment`` is set, then one
+    :meth:`MLP.loss_and_grads`, one optimiser step and the max-norm constraint; nothing of
+    the batch's size is allocated. The batch size is ``ws.batch_size``.
 
     Args:
-        X: preprocessed inputs (n, n_features) of the model's dtype; y: int64 labels (n,).
+        X: preprocessed inputs (n, n_features) of the model's dtype (raw pixels of that
+            dtype with ``settings.augment``); y: int64 labels (n,).
         order: int64 row indices (n,), a permutation of ``range(n)``.
         ws: the workspace of ``model`` for the batch size.
         on_batch: called after every batch with (rows seen, sum of losses so far, rows in
@@ -160,6 +197,8 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         start, loss_sum, correct: continue an epoch stopped after ``start`` rows of
             ``order``, with the sums it had reached (a resumed run).
         stop: asked after every batch; True ends the epoch early, at that batch boundary.
+        settings: label smoothing, dropout, max-norm and augmentation (default: none).
+        epoch: the 1-based epoch number, which seeds the batches' random draws.
 
     Returns:
         ``(loss_sum, correct, end)``: the sum over rows of each row's batch loss (nats;
@@ -167,13 +206,20 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         their step, and how many rows of ``order`` are done (``len(order)`` unless stopped).
     """
     bs, n = ws.batch_size, len(order)
+    s = settings if settings is not None else StepSettings()
     for lo in range(start, n, bs):
         batch = order[lo:lo + bs]
         m = len(batch)
         xb = np.take(X, batch, axis=0, out=ws.X[:m], mode="clip")
         yb = np.take(y, batch, out=ws.y[:m], mode="clip")
-        loss, grads, hits = model.loss_and_grads(xb, yb, ws)
+        noise = s.batch_rng(epoch, lo // bs)
+        if s.augment is not None:
+            s.preprocess.transform(s.augment(xb, noise), inplace=True)
+        loss, grads, hits = model.loss_and_grads(xb, yb, ws, label_smoothing=s.label_smoothing,
+                                                 dropout=s.dropout, rng=noise)
         optimizer.step(grads)
+        if s.max_norm is not None:
+            model.apply_max_norm(s.max_norm)
         loss_sum += loss * m
         correct += hits
         if on_batch is not None:
@@ -261,22 +307,33 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     dtype = np.dtype(cfg.model.dtype)
     rng = np.random.default_rng(cfg.seed)
     pre = Preprocessor.fit(splits.X_train, ds.pixel_max, cfg.data.normalize) if resume is None else resume.preprocessor
-    X_train = pre.transform(splits.X_train, dtype)
+    tc = cfg.train
+    n, bs = len(splits.y_train), tc.batch_size
+    settings = StepSettings(label_smoothing=tc.label_smoothing, dropout=cfg.model.dropout_rates(),
+                            max_norm=tc.max_norm, seed=cfg.seed)
+    if tc.augment is not None:   # every source has 2-D images (CSV: data.image_shape or square)
+        from .augment import Augmenter
+
+        settings.augment, settings.preprocess = Augmenter(tc.augment, ds.image_shape, min(bs, n)), pre
+        X_train = np.asarray(splits.X_train, dtype=dtype)     # raw pixels, preprocessed per batch
+    else:
+        X_train = pre.transform(splits.X_train, dtype)
     y_train = splits.y_train
     X_val = pre.transform(splits.X_val, dtype) if splits.X_val is not None else None
 
     sizes = layer_sizes(cfg, ds)
     model = MLP(sizes, cfg.model.activation, dtype=dtype, rng=rng) if resume is None else resume.model
-    opt_cfg = cfg.train.optimizer
+    opt_cfg = tc.optimizer
     optimizer = make_optimizer(opt_cfg.name, model.params, decay=[True, False] * model.n_layers,
                                **{k: v for k, v in vars(opt_cfg).items() if k != "name"})
+    plateau = Plateau(tc.schedule, opt_cfg.lr) if tc.schedule.name == "plateau" else None
 
-    n, bs = len(X_train), cfg.train.batch_size
-    es = cfg.train.early_stopping
-    monitor = "val_loss" if X_val is not None else "train_loss"
+    es = tc.early_stopping
+    part = "val" if X_val is not None else "train"
+    monitor = tc.monitor.replace("val", part)
     # what a resumed run restores: everything the loop below reads from one epoch to the next
     state = {"epoch": 0, "rows_done": 0, "loss_sum": 0.0, "correct": 0, "epoch_rng": None,
-             "rows": [], "best_score": float("inf"), "best_epoch": 0, "stale": 0}
+             "rows": [], "best_score": [-np.inf, -np.inf], "best_epoch": 0, "stale": 0, "lr": opt_cfg.lr}
     best_params = None
     if resume is None:
         run_dir = make_run_dir(cfg.output.dir, cfg.name)
@@ -285,6 +342,8 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     else:
         run_dir = resume.path.parent
         state, best_params = _restore(resume, optimizer, rng, sizes, cfg, run_dir)
+        if plateau is not None:
+            plateau.lr = state["lr"]
     log(f"{'continuing' if resume else 'writing'} {run_dir}")
     meta = {"classes": ds.classes, "image_shape": list(ds.image_shape), "config": cfg.to_dict(),
             "data": ds.description, "image_style": style_for(cfg.data.source)}
@@ -295,7 +354,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
                          "train_state": {**state, "t": optimizer.t, "rng": rng.bit_generator.state}},
                         optimizer.state_arrays())
 
-    ws = model.workspace(min(bs, n))      # every batch reuses these buffers
+    ws = model.workspace(min(bs, n), dropout=settings.dropout)   # every batch reuses these buffers
     rows = state["rows"]
     stopped_early = False
     with _stop_requests() as requested:
@@ -306,6 +365,9 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
                 rng.bit_generator.state = state["epoch_rng"]
             start = time.perf_counter()
             order = rng.permutation(n)
+            optimizer.lr = scheduled_lr(tc.schedule, opt_cfg.lr, epoch, tc.epochs)
+            if plateau is not None and epoch > tc.schedule.warmup_epochs:
+                optimizer.lr = plateau.lr
             with tqdm(total=n, initial=state["rows_done"], desc=f"epoch {epoch}/{cfg.train.epochs}",
                       unit="img", unit_scale=True, leave=False, disable=not progress,
                       dynamic_ncols=True, mininterval=0.5) as bar:
@@ -316,7 +378,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
                 loss_sum, correct, done = train_epoch(
                     model, optimizer, X_train, y_train, order, ws, show if progress else None,
                     start=state["rows_done"], loss_sum=state["loss_sum"], correct=state["correct"],
-                    stop=lambda: bool(requested))
+                    stop=lambda: bool(requested), settings=settings, epoch=epoch)
             if done < n:
                 state.update(rows_done=done, loss_sum=loss_sum, correct=correct)
                 save_last(epoch - 1, rows[-1] if rows else None)
@@ -336,12 +398,16 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
             _write_metrics(run_dir / "metrics.csv", rows)
 
             meta_epoch = {**meta, "epoch": epoch, "metrics": row}
-            if row[monitor] < state["best_score"] - (es.min_delta if es else 0.0):
-                state.update(best_score=row[monitor], best_epoch=epoch, stale=0)
+            score = _score(row, monitor, part)
+            best = state["best_score"]
+            if score[0] > best[0] + (es.min_delta if es else 0.0) or (score[0] == best[0] and score[1] > best[1]):
+                state.update(best_score=list(score), best_epoch=epoch, stale=0)
                 best_params = [p.copy() for p in model.params]
                 save_checkpoint(run_dir / "best.npz", model, pre, meta_epoch)
             else:
                 state["stale"] += 1
+            if plateau is not None and epoch >= tc.schedule.warmup_epochs:
+                state["lr"] = plateau.update(state["stale"])
             state.update(epoch=epoch, rows_done=0, loss_sum=0.0, correct=0)
             save_last(epoch, row)
             log(_epoch_line(row, cfg.train.epochs))
@@ -365,7 +431,16 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
 
 
 _STATE_KEYS = ("epoch", "rows_done", "loss_sum", "correct", "epoch_rng", "rows", "best_score",
-               "best_epoch", "stale", "t", "rng")
+               "best_epoch", "stale", "lr", "t", "rng")
+
+
+def _score(row: dict, monitor: str, part: str) -> tuple[float, float]:
+    """The epoch's score on the monitored metric, larger is better: ``(-loss, 0)`` for a
+    loss; ``(accuracy, -loss)`` for an accuracy, so that of two epochs with the same
+    accuracy (frequent on a small validation split) the one with the lower loss wins."""
+    if monitor.endswith("_acc"):
+        return row[monitor], -row[f"{part}_loss"]
+    return -row[monitor], 0.0
 
 
 def check_resumable(ckpt: Checkpoint, cfg: Config) -> dict:

@@ -106,6 +106,22 @@ CONFIG_CASES = [
     ("nul_in_path", 'data: {source: csv, train: "\\0a.csv"}\n', (), ("data.train", "without NUL bytes")),
     ("name_too_long", BASE + "name: " + "n" * 300 + "\n", (), ("cfg.yaml", "name: expected a plain directory name of at most 200 bytes")),
     ("misplaced_key", "train: {lr: 0.1}\n", (), ("train.lr: unknown key", "did you mean 'train.optimizer.lr'")),
+    ("dropout_one", "model: {hidden: [8], dropout: 1.0}\n", (), ("cfg.yaml", "model.dropout", "< 1", "1.0")),
+    ("dropout_per_layer_count", "model: {hidden: [8, 8], dropout: [0.1]}\n", (),
+     ("model.dropout", "one rate per hidden layer (2)", "[0.1]")),
+    ("dropout_word", "model: {dropout: lots}\n", (), ("model.dropout", "a number or a list of numbers", "'lots'")),
+    ("input_dropout_negative", "model: {input_dropout: -0.1}\n", (), ("model.input_dropout", ">= 0")),
+    ("label_smoothing_one", "train: {label_smoothing: 1}\n", (), ("cfg.yaml", "train.label_smoothing", "< 1")),
+    ("schedule_name", "train: {schedule: {name: linear}}\n", (),
+     ("train.schedule.name", "one of constant, step, cosine, plateau", "'linear'")),
+    ("schedule_gamma", "train: {schedule: {name: step, gamma: 2}}\n", (), ("train.schedule.gamma", "< 1")),
+    ("monitor_name", "train: {monitor: val_f1}\n", (), ("train.monitor", "one of val_loss, val_acc")),
+    ("monitor_in_early_stopping", "train: {early_stopping: {monitor: val_acc}}\n", (),
+     ("train.early_stopping.monitor: unknown key", "did you mean 'train.monitor'")),
+    ("max_norm_zero", "train: {max_norm: 0}\n", (), ("train.max_norm", "> 0")),
+    ("augment_rotate", "train: {augment: {rotate: 270}}\n", (), ("train.augment.rotate", "<= 180", "270")),
+    ("augment_unknown", "train: {augment: {flip: true}}\n", (), ("train.augment.flip: unknown key", "allowed: shift")),
+    ("optimizer_adamx", "train: {optimizer: {name: adamx}}\n", (), ("train.optimizer.name", "sgd, adam, adamw")),
 ]
 
 

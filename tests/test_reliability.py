@@ -94,7 +94,7 @@ def test_resume_refuses_what_it_cannot_continue(digits_run, tmp_path):
     assert_user_error(run_softmax("train", "--resume", run / "best.npz", cwd=tmp_path),
                       "best.npz", "no training state", "last.npz")
     assert_user_error(run_softmax("train", CONFIGS / "digits.yaml", "--resume", run / "last.npz", cwd=tmp_path),
-                      "--resume", "no CONFIG or --set")
+                      "--resume", "give no CONFIG, --set or --repeat")
     assert_user_error(run_softmax("train", cwd=tmp_path), "give a CONFIG file")
     assert_user_error(run_softmax("train", "--resume", tmp_path / "nope.npz", cwd=tmp_path),
                       "nope.npz", "not found")

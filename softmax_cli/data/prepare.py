@@ -96,8 +96,13 @@ class Preprocessor:
             raise ValueError(f"unknown normalize mode {normalize!r}")
         return cls(offset.astype(np.float32), scale.astype(np.float32), float(pixel_max), normalize)
 
-    def transform(self, X: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """Return ``(X - offset) / scale`` as a new ``dtype`` array of the same shape (n, d)."""
+    def transform(self, X: np.ndarray, dtype=np.float32, inplace: bool = False) -> np.ndarray:
+        """Return ``(X - offset) / scale`` as a new ``dtype`` array of the same shape (n, d),
+        or, with ``inplace``, written over ``X`` (which must then be a float array of ``dtype``)."""
+        if inplace:
+            X -= self.offset.astype(X.dtype)
+            X /= self.scale.astype(X.dtype)
+            return X
         out = np.asarray(X, dtype=dtype) - self.offset.astype(dtype)
         out /= self.scale.astype(dtype)
         return out

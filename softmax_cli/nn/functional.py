@@ -85,6 +85,14 @@ def softmax(Z: np.ndarray) -> np.ndarray:
     return E
 
 
+def smooth_labels(y: np.ndarray, K: int, label_smoothing: float, dtype=np.float64) -> np.ndarray:
+    """Target distributions ``(1 - eps) * one_hot(y) + eps / K``, shape (m, K) of ``dtype``,
+    for int labels ``y`` (m,) in ``[0, K)`` (Szegedy et al. 2016, section 7)."""
+    Y = np.full((len(y), K), label_smoothing / K, dtype=dtype)
+    Y[np.arange(len(y)), y] += 1 - label_smoothing
+    return Y
+
+
 def cross_entropy(Z: np.ndarray, y: np.ndarray) -> float:
     """Mean categorical cross-entropy ``J = -(1/m) sum_i sum_j y_ij ln softmax(Z)_ij``.
 
@@ -102,7 +110,7 @@ def cross_entropy(Z: np.ndarray, y: np.ndarray) -> float:
     return float(-(y * logp).sum(axis=1).mean())
 
 
-def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, label_smoothing: float = 0.0) -> tuple[float, np.ndarray]:
     """Cross-entropy of softmax(Z) against ``y`` and its gradient, in one pass over ``Z``.
 
     The gradient is the fused one of the math note, ``dJ/dZ = (A - Y) / m`` with
@@ -115,13 +123,18 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
             gradient on return.
         y: integer labels (m,) in ``[0, K)``, or target distributions (m, K) (one-hot or
             smoothed; rows summing to 1).
+        label_smoothing: ``eps`` in [0, 1), for integer labels: the target of each row is
+            ``(1 - eps) * one_hot(y) + eps / K`` (Szegedy et al. 2016, "Rethinking the
+            Inception architecture", section 7), and the gradient stays ``(A - Y) / m``
+            with that ``Y``.
 
     Returns:
         ``(J, dZ)``: the mean loss (float, nats) and ``dJ/dZ``, which *is* the array ``Z``.
 
     Raises:
-        ValueError: ``Z`` is not a C-contiguous 2-D array, ``y``'s shape does not match, or
-            a label is outside ``[0, K)``.
+        ValueError: ``Z`` is not a C-contiguous 2-D array, ``y``'s shape does not match, a
+            label is outside ``[0, K)``, or ``label_smoothing`` is outside [0, 1) or given
+            with target distributions.
     """
     if Z.ndim != 2 or not Z.flags.c_contiguous or not Z.flags.writeable:
         raise ValueError(f"logits must be a writable C-contiguous (m, K) array, got shape {Z.shape}")
@@ -130,8 +143,10 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarr
     if y.ndim == 1 and len(y) and (y.min() < 0 or y.max() >= Z.shape[1]):
         # the compiled loop does not check indices: an outside label would write outside Z
         raise ValueError(f"labels must lie in [0, {Z.shape[1]}), got {y.min()}..{y.max()}")
+    if not 0 <= label_smoothing < 1 or (label_smoothing and y.ndim != 1):
+        raise ValueError(f"label_smoothing must be in [0, 1) and used with integer labels, got {label_smoothing}")
     from .kernels import softmax_xent_labels, softmax_xent_targets   # numba: training only
 
     if y.ndim == 1:
-        return float(softmax_xent_labels(Z, y)), Z
+        return float(softmax_xent_labels(Z, y, float(label_smoothing))), Z
     return float(softmax_xent_targets(Z, np.ascontiguousarray(y, dtype=Z.dtype))), Z

@@ -14,21 +14,28 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def softmax_xent_labels(Z, y):  # pragma: no cover (compiled)
+def softmax_xent_labels(Z, y, smoothing):  # pragma: no cover (compiled)
+    # targets Y_ij = (1 - smoothing) [j == y_i] + smoothing / K, never built as a matrix
     m, K = Z.shape
+    off = smoothing / K                            # Y_ij off the label
+    on = 1.0 - smoothing + off                     # Y_ij at the label
     total = 0.0
     for i in range(m):
         row = Z[i]
         shift = row.max()
-        target = row[y[i]] - shift                # s_y
+        s_label = row[y[i]] - shift
+        sum_s = 0.0
         sum_exp = row.dtype.type(0)
         for j in range(K):
-            row[j] = np.exp(row[j] - shift)
+            s = row[j] - shift
+            sum_s += s
+            row[j] = np.exp(s)
             sum_exp += row[j]
-        total += np.log(sum_exp) - target          # C = logsumexp(s) - s_y
+        # C = logsumexp(s) - sum_j Y_ij s_j
+        total += np.log(sum_exp) - off * sum_s - (on - off) * s_label
         for j in range(K):
-            row[j] = row[j] / sum_exp / m          # A / m ...
-        row[y[i]] -= 1.0 / m                       # ... minus Y / m
+            row[j] = (row[j] / sum_exp - off) / m  # (A - Y) / m off the label ...
+        row[y[i]] -= (on - off) / m                # ... and at it
     return total / m
 
 
@@ -50,3 +57,12 @@ def softmax_xent_targets(Z, Y):  # pragma: no cover (compiled)
         for j in range(K):
             row[j] = (row[j] / sum_exp - Y[i, j]) / m
     return total / m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def dropout_mask(U, rate, scale):  # pragma: no cover (compiled)
+    # U holds uniform [0, 1) draws; each becomes the inverted-dropout factor of its unit:
+    # 0 with probability `rate`, else scale = 1 / (1 - rate)
+    flat = U.reshape(-1)
+    for i in range(flat.size):
+        flat[i] = scale if flat[i] >= rate else 0

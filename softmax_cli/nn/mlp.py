@@ -86,23 +86,41 @@ class MLP:
         return self.params[1::2]
 
     # ------------------------------------------------------------------------ forward
-    def workspace(self, batch_size: int, training: bool = True) -> "Workspace":
+    def workspace(self, batch_size: int, training: bool = True,
+                  dropout: list[float] | None = None) -> "Workspace":
         """Buffers for passes over up to ``batch_size`` rows (see :class:`Workspace`)."""
-        return Workspace(self.sizes, batch_size, self.dtype, training)
+        return Workspace(self.sizes, batch_size, self.dtype, training, dropout)
 
-    def _forward(self, X: np.ndarray, ws: "Workspace") -> list[np.ndarray]:
-        """Activations of every layer, ``[X, A_1, ..., A_{L-1}, Z_L]`` (logits last), written
-        into the leading ``len(X)`` rows of the workspace's buffers."""
+    def _forward(self, X: np.ndarray, ws: "Workspace", dropout: list[float] | None = None,
+                 rng: np.random.Generator | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Forward pass into the leading ``len(X)`` rows of the workspace's buffers.
+
+        Returns ``(acts, inputs)``: ``acts = [X, A_1, ..., A_{L-1}, Z_L]``, the activations of
+        every layer with the logits last, and ``inputs[l]``, what weight layer ``l`` received:
+        ``acts[l]``, or with inverted dropout (Srivastava et al. 2014, scaled at training time
+        so that nothing changes at test time) ``acts[l] * mask_l`` with ``mask_l`` 0 with
+        probability ``dropout[l]`` and ``1 / (1 - dropout[l])`` otherwise, drawn from ``rng``.
+        """
         m = len(X)
-        acts = [X]
+        acts, inputs = [X], []
         last = self.n_layers - 1
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
-            Z = np.matmul(acts[-1], W, out=ws.Z[l][:m])
+            inp = acts[-1]
+            rate = dropout[l] if dropout is not None else 0.0
+            if rate > 0:
+                from .kernels import dropout_mask   # numba: training only
+
+                mask = ws.mask[l][:m]
+                rng.random(out=mask, dtype=mask.dtype)
+                dropout_mask(mask, mask.dtype.type(rate), mask.dtype.type(1 / (1 - rate)))
+                inp = np.multiply(inp, mask, out=ws.dropped[l][:m])
+            inputs.append(inp)
+            Z = np.matmul(inp, W, out=ws.Z[l][:m])
             Z += b
             if l < last:
                 ACTIVATIONS[self.activation](Z)
             acts.append(Z)
-        return acts
+        return acts, inputs
 
     def logits(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
         """Logits ``(m, K)`` of the model's dtype for inputs ``X`` (m, n_features).
@@ -119,7 +137,7 @@ class MLP:
         out = np.empty((len(X), self.sizes[-1]), dtype=self.dtype)
         ws = self.workspace(max(1, min(len(X), batch_size)), training=False)
         for lo in range(0, len(X), batch_size):
-            out[lo:lo + batch_size] = self._forward(X[lo:lo + batch_size], ws)[-1]
+            out[lo:lo + batch_size] = self._forward(X[lo:lo + batch_size], ws)[0][-1]
         return out
 
     def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -127,20 +145,27 @@ class MLP:
         return softmax(self.logits(X, batch_size))
 
     # ----------------------------------------------------------------------- backward
-    def loss_and_grads(self, X: np.ndarray, y: np.ndarray,
-                       workspace: "Workspace | None" = None) -> tuple[float, list[np.ndarray], int]:
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, workspace: "Workspace | None" = None, *,
+                       label_smoothing: float = 0.0, dropout: list[float] | None = None,
+                       rng: np.random.Generator | None = None) -> tuple[float, list[np.ndarray], int]:
         """Mean cross-entropy on a batch, its gradient for every parameter, and the hits.
 
         Backpropagation as in the math note: fused output delta ``(A - Y) / m``,
         ``dJ/dW_l = A_{l-1}^T delta_l``, ``dJ/db_l = sum_rows delta_l``,
-        ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})``. No gradient is computed with
-        respect to the inputs ``X``.
+        ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})``. With dropout, ``A_{l-1}`` is the
+        masked input the layer received and ``delta_l W_l^T`` is multiplied by the same
+        mask before ``f'``. No gradient is computed with respect to the inputs ``X``.
 
         Args:
             X: inputs (m, n_features) of the model's dtype, C-contiguous.
             y: integer labels (m,) or target distributions (m, K).
             workspace: buffers for at least ``m`` rows, reused from call to call (the
                 training loop's way to allocate nothing per batch); a new one when None.
+            label_smoothing: for integer labels, train against ``(1 - eps) one_hot + eps / K``
+                (see :func:`~softmax_cli.nn.functional.softmax_cross_entropy`).
+            dropout: per weight layer, the rate at which its inputs are dropped (index 0:
+                the input features, then each hidden layer's outputs); None or zeros: none.
+            rng: draws the dropout masks (required when a rate is above 0).
 
         Returns:
             ``(J, grads, n_correct)``: the mean loss (nats), ``[dJ/dW0, dJ/db0, ...]``
@@ -149,25 +174,42 @@ class MLP:
             workspace's arrays: the next call with the same workspace overwrites them.
 
         Raises:
-            ValueError: the workspace is smaller than the batch or built for other sizes.
+            ValueError: the workspace is smaller than the batch, built for other sizes or
+                without buffers for the dropout asked for; ``dropout`` without ``rng``.
         """
         m = len(X)
-        ws = workspace if workspace is not None else self.workspace(m)
+        dropout = dropout if dropout is not None and any(dropout) else None
+        ws = workspace if workspace is not None else self.workspace(m, dropout=dropout)
         if ws.batch_size < m or ws.sizes != self.sizes or ws.grads is None:
             raise ValueError(f"workspace for {ws.batch_size} rows of {ws.sizes} (training="
                              f"{ws.grads is not None}) cannot hold a batch of {m} rows of {self.sizes}")
-        acts = self._forward(X, ws)
+        if dropout is not None and (rng is None or len(dropout) != self.n_layers
+                                    or any(r > 0 and ws.mask[l] is None for l, r in enumerate(dropout))):
+            raise ValueError(f"dropout {dropout} needs an rng, one rate per weight layer "
+                             f"({self.n_layers}) and a workspace made with those rates")
+        acts, inputs = self._forward(X, ws, dropout, rng)
         n_correct = int(np.count_nonzero(acts[-1].argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1))))
-        loss, delta = softmax_cross_entropy(acts[-1], y)   # acts[-1] becomes (A - Y) / m
+        loss, delta = softmax_cross_entropy(acts[-1], y, label_smoothing)   # acts[-1] becomes (A - Y) / m
         grads = ws.grads
         grad_fn = ACTIVATION_GRADS[self.activation]
         for l in range(self.n_layers - 1, -1, -1):
-            np.matmul(acts[l].T, delta, out=grads[2 * l])
+            np.matmul(inputs[l].T, delta, out=grads[2 * l])
             np.sum(delta, axis=0, out=grads[2 * l + 1])
             if l > 0:
                 back = np.matmul(delta, self.weights[l].T, out=ws.delta[l - 1][:m])
+                if inputs[l] is not acts[l]:
+                    back *= ws.mask[l][:m]          # through the dropout of layer l's input
                 delta = grad_fn(acts[l], back)
         return loss, grads, n_correct
+
+    def apply_max_norm(self, max_norm: float) -> None:
+        """Rescale, in place, each unit's incoming weights (a column ``W_l[:, j]``) whose L2
+        norm exceeds ``max_norm`` down to that norm, in every layer (the max-norm constraint
+        of Srivastava et al. 2014, "Dropout", section 5.1; applied after each update)."""
+        for W in self.weights:
+            norms = np.sqrt(np.einsum("ij,ij->j", W, W))
+            if norms.max() > max_norm:
+                W *= np.minimum(1, max_norm / np.maximum(norms, np.finfo(W.dtype).tiny)).astype(W.dtype)
 
 
 class Workspace:
@@ -185,9 +227,13 @@ class Workspace:
         delta: per hidden layer, (batch_size, sizes[l + 1]): back-propagated deltas
             (training only, else None).
         grads: arrays shaped like the model's params (training only, else None).
+        mask, dropped: per weight layer l, (batch_size, sizes[l]): the dropout mask of its
+            input and the masked input, for the layers with a ``dropout`` rate above 0
+            (None for the others).
     """
 
-    def __init__(self, sizes: list[int], batch_size: int, dtype, training: bool = True):
+    def __init__(self, sizes: list[int], batch_size: int, dtype, training: bool = True,
+                 dropout: list[float] | None = None):
         self.sizes, self.batch_size = list(sizes), int(batch_size)
         dtype = np.dtype(dtype)
         self.X = np.empty((batch_size, sizes[0]), dtype=dtype)
@@ -198,3 +244,6 @@ class Workspace:
             self.delta = [np.empty((batch_size, n), dtype=dtype) for n in sizes[1:-1]]
             self.grads = [a for n_in, n_out in zip(sizes[:-1], sizes[1:])
                           for a in (np.empty((n_in, n_out), dtype=dtype), np.empty(n_out, dtype=dtype))]
+        rates = dropout if dropout is not None else [0.0] * (len(sizes) - 1)
+        self.mask = [np.empty((batch_size, n), dtype=dtype) if r > 0 else None for n, r in zip(sizes, rates)]
+        self.dropped = [np.empty((batch_size, n), dtype=dtype) if r > 0 else None for n, r in zip(sizes, rates)]
