@@ -10,6 +10,14 @@ noise smoothed by a Gaussian of standard deviation ``elastic_sigma`` pixels and 
 resampled once on it, by bilinear interpolation (``scipy.ndimage.map_coordinates``, order
 1) with the background (0 ink) outside the image. Labels are untouched.
 
+Two things keep this cheap enough to run on every batch (about 5 ms for 128 MNIST images):
+the batch is resampled in one ``map_coordinates`` call over a tall image that stacks the
+images with a border of background around each, so that the interpolation is 2-D (4
+neighbours) and a sample outside an image reads its border, never its neighbour; and the
+Gaussian smoothing of the noise is ``scipy.ndimage.gaussian_filter1d``'s own operator (the
+filter applied to an identity matrix: the same kernel, truncation and zero boundary), applied
+to each noise field as a matrix product, which equals ``gaussian_filter`` on every field.
+
 The warps work on pixels in raw units (0 = background), before preprocessing, so that the
 background is exactly 0 whatever the normalisation.
 """
@@ -36,14 +44,20 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, image_shape: tuple[int, int], batch_size: int):
         if len(image_shape) != 2 or min(image_shape) < 1:
             raise ValueError(f"augmentation needs 2-D images, got image shape {tuple(image_shape)}")
+        from scipy import ndimage
+
         self.cfg, self.shape = cfg, (int(image_shape[0]), int(image_shape[1]))
         H, W = self.shape
         self._out = np.empty((batch_size, H, W), dtype=np.float32)
-        self._coords = np.empty((3, batch_size, H, W), dtype=np.float32)
-        self._coords[0] = np.arange(batch_size, dtype=np.float32)[:, None, None]   # which image
-        rows, cols = np.meshgrid(np.arange(H, dtype=np.float32) - (H - 1) / 2,
-                                 np.arange(W, dtype=np.float32) - (W - 1) / 2, indexing="ij")
+        # the batch stacked into one image, each with a 1-pixel background border
+        self._tall = np.zeros((batch_size, H + 2, W + 2), dtype=np.float32)
+        self._coords = np.empty((2, batch_size, H, W), dtype=np.float64)
+        self._offset = (np.arange(batch_size) * (H + 2) + 1.0)[:, None, None]   # row of each image's origin
+        rows, cols = np.meshgrid(np.arange(H) - (H - 1) / 2, np.arange(W) - (W - 1) / 2, indexing="ij")
         self._grid = rows, cols   # pixel positions relative to the centre
+        # Gaussian smoothing along one axis as a matrix: column j is the filtered unit impulse at j
+        self._smooth = [ndimage.gaussian_filter1d(np.eye(n, dtype=np.float32), cfg.elastic_sigma, axis=0,
+                                                  mode="constant") for n in (H, W)]
 
     def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Distort each row of ``X`` (m, height * width), float32 or float64 raw pixels, in
@@ -67,25 +81,31 @@ class Augmenter:
         angle = np.deg2rad(rng.uniform(-c.rotate, c.rotate, m))
         zoom = rng.uniform(1 - c.scale, 1 + c.scale, m)
         shift = rng.uniform(-c.shift, c.shift, (2, m))
-        cos = (np.cos(angle) / zoom).astype(np.float32)[:, None, None]
-        sin = (np.sin(angle) / zoom).astype(np.float32)[:, None, None]
+        cos = (np.cos(angle) / zoom)[:, None, None]
+        sin = (np.sin(angle) / zoom)[:, None, None]
         rows, cols = self._grid
-        r, q = self._coords[1, :m], self._coords[2, :m]
+        r, q = self._coords[0, :m], self._coords[1, :m]
         np.multiply(cos, rows, out=r)
         r -= sin * cols
-        r += ((H - 1) / 2 - shift[0]).astype(np.float32)[:, None, None]
+        r += ((H - 1) / 2 - shift[0])[:, None, None]
         np.multiply(sin, rows, out=q)
         q += cos * cols
-        q += ((W - 1) / 2 - shift[1]).astype(np.float32)[:, None, None]
+        q += ((W - 1) / 2 - shift[1])[:, None, None]
         if c.elastic_alpha > 0:
             noise = rng.uniform(-1, 1, (2, m, H, W)).astype(np.float32)
-            ndimage.gaussian_filter(noise, sigma=(0, 0, c.elastic_sigma, c.elastic_sigma),
-                                    mode="constant", output=noise)
+            smooth_h, smooth_w = self._smooth
+            noise = np.matmul(np.matmul(smooth_h, noise), smooth_w.T)   # gaussian_filter, axes 2 and 3
             noise *= np.float32(c.elastic_alpha)
             r += noise[0]
             q += noise[1]
-        images = X.reshape(m, H, W)
-        ndimage.map_coordinates(images, self._coords[:, :m], output=self._out[:m], order=1,
-                                mode="constant", cval=0.0, prefilter=False)
-        images[...] = self._out[:m]
+        # outside the image: into its border (background), then to the image's place in the stack
+        np.clip(r, -1, H, out=r)
+        np.clip(q, -1, W, out=q)
+        r += self._offset[:m]
+        q += 1
+        tall = self._tall[:m]
+        tall[:, 1:-1, 1:-1] = X.reshape(m, H, W)
+        ndimage.map_coordinates(tall.reshape(m * (H + 2), W + 2), self._coords[:, :m], output=self._out[:m],
+                                order=1, mode="nearest", prefilter=False)
+        X.reshape(m, H, W)[...] = self._out[:m]
         return X
