@@ -43,9 +43,27 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, code: 
         assert fragment in lines[0], (fragment, lines[0])
 
 
-def _summary(proc: subprocess.CompletedProcess, cwd: Path) -> dict:
+def _train_once(tmp_path_factory, name: str, *args: str) -> dict:
+    """``softmax train ARGS --json`` run once for the whole test session, however many
+    pytest-xdist workers ask: the first trains under a file lock in the directory the
+    workers share, the others read its summary."""
+    import fcntl
+
+    shared = tmp_path_factory.getbasetemp().parent     # the same for every worker of a session
+    cwd, done = shared / f"trained-{name}", shared / f"trained-{name}.json"
+    with open(shared / f"trained-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            cwd.mkdir(exist_ok=True)
+            proc = run_softmax("train", *args, "--json", cwd=cwd)
+            assert proc.returncode == 0, proc.stderr
+            done.write_text(proc.stdout)
+        return _summary_of(done.read_text(), cwd)
+
+
+def _summary_of(stdout: str, cwd: Path) -> dict:
     """The ``--json`` summary of a training run, with absolute checkpoint paths and its cwd."""
-    summary = json.loads(proc.stdout)
+    summary = json.loads(stdout)
     for key in ("best_checkpoint", "last_checkpoint"):
         summary[key] = str(cwd / summary[key])
     return {**summary, "cwd": cwd}
@@ -53,20 +71,18 @@ def _summary(proc: subprocess.CompletedProcess, cwd: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory) -> dict:
-    """``softmax train configs/digits.yaml`` run once: its JSON summary and cwd."""
-    cwd = tmp_path_factory.mktemp("digits")
-    proc = run_softmax("train", CONFIGS / "digits.yaml", "--json", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return _summary(proc, cwd)
+    """``softmax train configs/digits.yaml`` (the shipped config, whole) run once: its JSON
+    summary and cwd."""
+    return _train_once(tmp_path_factory, "digits", CONFIGS / "digits.yaml")
 
 
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory) -> dict:
-    """A small MNIST model (784-128-10, 3 epochs) trained once through the CLI on the full split."""
+    """A small MNIST model (784-128-10, 3 epochs of plain Adam) trained once through the CLI
+    on the full split."""
     if not MNIST.is_dir():
         pytest.skip(f"MNIST not found at {MNIST}")
-    cwd = tmp_path_factory.mktemp("mnist")
-    proc = run_softmax("train", CONFIGS / "mnist.yaml", "--set", f"data.root={MNIST}",
-                       "--set", "model.hidden=[128]", "--set", "train.epochs=3", "--json", cwd=cwd)
-    assert proc.returncode == 0, proc.stderr
-    return _summary(proc, cwd)
+    return _train_once(tmp_path_factory, "mnist", CONFIGS / "mnist.yaml", "--set", f"data.root={MNIST}",
+                       "--set", "model.hidden=[128]", "--set", "train.epochs=3", "--set", "model.dropout=0",
+                       "--set", "model.input_dropout=0", "--set", "train.label_smoothing=0",
+                       "--set", "train.schedule.name=constant")
