@@ -202,7 +202,12 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
           data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP)) -> None:
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+          report_dir: Optional[Path] = typer.Option(
+              None, "--report", show_default=False,
+              help="Also write confusion_matrix.png, errors.png (the most confident mistakes), "
+                   "per_class.csv and report.md into this directory (created if missing; "
+                   "refused if it holds any of them already).")) -> None:
     """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
@@ -211,14 +216,28 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
+    if report_dir is not None:
+        from .report import check_report_dir
+
+        check_report_dir(report_dir)          # refused before the (longer) evaluation
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     with _threads(threads):
-        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint))
+        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
+                                 keep_images=report_dir is not None)
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
               "accuracy": ev.accuracy, **report}
+    if report_dir is not None:
+        from .report import write_report
+
+        described = ckpt.meta.get("data", cfg.data.source) if data is None else f"{data} ({cfg.data.source})"
+        path = write_report(report_dir, images=ev.images, y_true=ev.y_true, y_pred=ev.y_pred, proba=ev.proba,
+                            classes=ckpt.classes, report=report, loss=ev.loss, accuracy=ev.accuracy,
+                            checkpoint=str(checkpoint), data=described, split=split)
+        result["report"] = str(path)
+        _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")
     if as_json:
         typer.echo(json.dumps(result))
         return

@@ -103,11 +103,14 @@ def prepare_data(cfg: Config) -> tuple[Dataset, Splits]:
     return ds, make_splits(ds, cfg.data, cfg.seed)
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str) -> Evaluation:
+def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str,
+                        keep_images: bool = False) -> Evaluation:
     """Evaluate a checkpoint on one split (``train``, ``val`` or ``test``) of ``cfg``'s data.
 
     The data's classes are matched to the checkpoint's by name, so a data set holding only
     some of the classes (say the digits 3 and 5) is scored against the right outputs.
+    ``keep_images`` also returns the split's images (``Evaluation.images``: float32
+    (n, h, w), the raw pixels divided by the data's ``pixel_max``), e.g. to draw them.
 
     Raises:
         UserError: naming ``origin``: no validation split, a feature count the model does not
@@ -125,7 +128,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str) 
         raise UserError(f"{origin}: class {unknown[0]!r} of the data is not one the model "
                         f"knows ({', '.join(ckpt.classes)})")
     to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
-    return evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
+    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
+    if keep_images:
+        ev.images = (X / np.float32(ds.pixel_max)).astype(np.float32, copy=False).reshape(-1, *ds.image_shape)
+    return ev
 
 
 def layer_sizes(cfg: Config, ds: Dataset) -> list[int]:

@@ -72,3 +72,74 @@ def test_a_run_without_validation_split_draws_its_training_curves(tmp_path):
                        "--set", "train.early_stopping=null", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     open_png(tmp_path / "runs" / "digits" / "curves.png", (1000, 400))
+
+
+# ------------------------------------------------------------------------- eval --report
+def test_eval_report_writes_pictures_csv_and_a_markdown_summary(digits_run, tmp_path):
+    report = tmp_path / "reports" / "digits"                 # two levels missing: created
+    proc = run_softmax("eval", digits_run["best_checkpoint"], "--report", report, "--json", cwd=digits_run["cwd"])
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["report"] == str(report / "report.md") and "report.md" in proc.stderr
+    assert sorted(p.name for p in report.iterdir()) == ["confusion_matrix.png", "errors.png", "per_class.csv",
+                                                        "report.md"]
+    cm = np.array(result["confusion_matrix"])
+    n_wrong = int(cm.sum() - np.trace(cm))
+    assert n_wrong > 0                                       # the digits model makes a few mistakes
+
+    open_png(report / "confusion_matrix.png", (1200, 560))
+    shown = min(24, n_wrong)                                 # six 160-pixel tiles a row, 60 for the title
+    cols, rows = min(6, shown), -(-shown // 6)
+    open_png(report / "errors.png", (160 * cols, 160 * rows + 60))
+
+    # per_class.csv: the precision and recall of the confusion matrix, the support its row sums
+    with open(report / "per_class.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["class", "precision", "recall", "f1", "support"]
+    assert [r["class"] for r in table] == [str(c) for c in range(10)]
+    for c, r in enumerate(table):
+        assert int(r["support"]) == cm[c].sum()
+        assert float(r["recall"]) == pytest.approx(cm[c, c] / cm[c].sum())
+        assert float(r["precision"]) == pytest.approx(cm[c, c] / cm[:, c].sum())
+
+    text = (report / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert sorted(set(links)) == ["confusion_matrix.png", "errors.png", "per_class.csv"]
+    assert all((report / link).is_file() for link in links)  # relative to the report itself
+    for fact in (digits_run["best_checkpoint"], "| split | test |", "| images | 360 |",
+                 f"| accuracy | {result['accuracy']:.4f}", f"| loss | {result['loss']:.4f}"):
+        assert fact in text, fact
+
+
+def test_eval_report_never_overwrites_a_report(digits_run, tmp_path):
+    report = tmp_path / "report"
+    report.mkdir()
+    (report / "errors.png").write_bytes(b"mine")
+    proc = run_softmax("eval", digits_run["best_checkpoint"], "--report", report, cwd=tmp_path)
+    assert_user_error(proc, str(report), "already holds errors.png", "never overwritten")
+    assert proc.stdout == "" and (report / "errors.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in report.iterdir()) == ["errors.png"]
+
+    (tmp_path / "file").write_text("x")
+    assert_user_error(run_softmax("eval", digits_run["best_checkpoint"], "--report", tmp_path / "file", cwd=tmp_path),
+                      "file: --report: exists and is not a directory")
+
+
+def test_the_most_confident_mistakes_come_first():
+    from softmax_cli.report import most_confident_mistakes
+
+    y_true = np.array([0, 1, 2, 0, 1, 2])
+    y_pred = np.array([1, 1, 0, 2, 0, 2])                    # rows 0, 2, 3, 4 are wrong
+    proba = np.array([[0.4, 0.6, 0.0], [0, 1, 0], [0.9, 0, 0.1], [0.2, 0, 0.8], [0.6, 0.4, 0], [0, 0, 1]])
+    assert most_confident_mistakes(y_true, y_pred, proba, 10).tolist() == [2, 3, 0, 4]
+    assert most_confident_mistakes(y_true, y_pred, proba, 2).tolist() == [2, 3]
+    assert most_confident_mistakes(y_true, y_true, proba, 10).tolist() == []
+
+
+def test_a_split_without_mistakes_still_gets_its_errors_picture(tmp_path):
+    from softmax_cli.report import plot_errors
+
+    y = np.array([0, 1])
+    n = plot_errors(tmp_path / "errors.png", np.zeros((2, 8, 8)), y, y, np.eye(2), ["a", "b"])
+    assert n == 0
+    open_png(tmp_path / "errors.png", (600, 200))
