@@ -15,7 +15,7 @@ from conftest import CONFIGS, SAMPLES, run_softmax
 def test_help_and_version(tmp_path):
     proc = run_softmax("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for command in ("train", "eval", "predict", "gradcheck"):
+    for command in ("train", "eval", "predict", "inspect", "gradcheck"):
         assert command in proc.stdout
     proc = run_softmax("--version", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("softmax ")

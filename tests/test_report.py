@@ -143,3 +143,93 @@ def test_a_split_without_mistakes_still_gets_its_errors_picture(tmp_path):
     n = plot_errors(tmp_path / "errors.png", np.zeros((2, 8, 8)), y, y, np.eye(2), ["a", "b"])
     assert n == 0
     open_png(tmp_path / "errors.png", (600, 200))
+
+
+# --------------------------------------------------------------------------------- inspect
+def test_inspect_prints_what_is_inside_a_checkpoint(digits_run):
+    cwd, best = digits_run["cwd"], digits_run["best_checkpoint"]
+    with np.load(best) as npz:
+        n_params = sum(npz[k].size for k in npz.files if k[0] in "Wb" and k[1:].isdigit())
+    proc = run_softmax("inspect", best, cwd=cwd)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    lines = {line[:18].strip(): line[18:] for line in proc.stdout.splitlines()}
+    assert lines["architecture"].startswith("MLP 64-256-10: 1 hidden layer (relu)")
+    assert lines["parameters"] == f"{n_params:,}" == "19,210"
+    assert lines["layer 1"].startswith("W0 64x256 + b0 256 = 16,640")
+    assert lines["classes"] == "10: 0 1 2 3 4 5 6 7 8 9"
+    assert lines["input"] == "8x8 images (uci_digits style)"
+    assert lines["data"].startswith("scikit-learn digits (8x8, 1797 images); source digits")
+    assert lines["preprocessing"].startswith("normalize global, pixel_max 16: x' = (x - ")
+    assert lines["training config"].startswith("epochs 60, batch_size 64")
+    assert lines["optimizer"].startswith("name adam, lr 0.001")
+    assert lines["epoch"] == f"{digits_run['best_epoch']} (the best by val_loss)"
+    assert f"test_acc {digits_run['test_acc']:.4f}" in lines["metrics"]
+    assert f"val_loss {digits_run['val_loss']:.4f}" in lines["metrics"]
+    assert "training state" not in lines
+
+    info = json.loads(run_softmax("inspect", best, "--json", cwd=cwd).stdout)
+    assert info["model"]["parameters"] == n_params and info["model"]["sizes"] == [64, 256, 10]
+    assert info["metrics"]["test_acc"] == digits_run["test_acc"] and info["epoch"] == digits_run["best_epoch"]
+    assert info["config"]["train"]["epochs"] == 60 and info["training_state"] is None
+
+    last = json.loads(run_softmax("inspect", digits_run["last_checkpoint"], "--json", cwd=cwd).stdout)
+    assert last["training_state"]["epochs_done"] == last["epoch"] == digits_run["epochs_run"]
+    assert last["training_state"]["best_epoch"] == digits_run["best_epoch"]
+    assert last["training_state"]["finished"] is True
+
+
+def test_inspect_draws_the_first_layer_weights_tile_by_tile(digits_run, tmp_path):
+    out = tmp_path / "w0.png"
+    proc = run_softmax("inspect", digits_run["best_checkpoint"], "--weights", out, cwd=tmp_path)
+    assert proc.returncode == 0 and "256 first-layer units" in proc.stderr, proc.stderr
+    pixels = open_png(out, (612, 642))
+    with np.load(digits_run["best_checkpoint"]) as npz:
+        W = npz["W0"]
+    # 16 x 16 tiles of 8 x 8 weights, each weight a 4 x 4 block, one grey pixel row between
+    # tiles, the mosaic's corner at (20, 50): a clearly positive weight is red, a negative blue
+    checked = 0
+    for j in range(256):
+        r, c = divmod(j, 16)
+        tile = W[:, j].reshape(8, 8) / np.abs(W[:, j]).max()
+        for i, k in zip(*np.nonzero(np.abs(tile) > 0.3)):
+            red, _, blue = pixels[50 + (9 * r + i) * 4 + 2, 20 + (9 * c + k) * 4 + 2]
+            assert (red > blue) == (tile[i, k] > 0), (j, i, k)
+            checked += 1
+    assert checked > 1000
+
+
+def test_inspect_refuses_a_non_checkpoint_as_eval_does(tmp_path):
+    (tmp_path / "notes.npz").write_text("not an archive")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    for bad in ("notes.npz", "one.npy", "missing.npz", "."):
+        inspected = run_softmax("inspect", bad, cwd=tmp_path)
+        assert_user_error(inspected, bad)
+        assert inspected.stderr == run_softmax("eval", bad, cwd=tmp_path).stderr
+        assert inspected.stdout == ""
+
+
+def test_inspect_weights_refuses_a_bad_file_name(digits_run, tmp_path):
+    best = digits_run["best_checkpoint"]
+    assert_user_error(run_softmax("inspect", best, "--weights", "w.jpg", cwd=tmp_path),
+                      "w.jpg: --weights: expected a file name ending in .png")
+    assert_user_error(run_softmax("inspect", best, "--weights", "no/such/w.png", cwd=tmp_path),
+                      "no/such/w.png: --weights: the directory no/such does not exist")
+    (tmp_path / "w.png").write_bytes(b"mine")
+    assert_user_error(run_softmax("inspect", best, "--weights", "w.png", cwd=tmp_path),
+                      "w.png: --weights: already exists")
+    assert (tmp_path / "w.png").read_bytes() == b"mine"
+
+
+def test_inspect_shows_a_checkpoint_with_little_metadata(tmp_path):
+    from softmax_cli.checkpoint import save_checkpoint
+    from softmax_cli.data import Preprocessor
+    from softmax_cli.nn import MLP
+
+    pre = Preprocessor(np.zeros(4, np.float32), np.ones(4, np.float32), 255.0, "none")
+    save_checkpoint(tmp_path / "bare.npz", MLP([4, 3], rng=np.random.default_rng(0)), pre,
+                    {"classes": ["a", "b", "c"], "image_shape": [2, 2], "image_style": "mnist", "config": {}})
+    proc = run_softmax("inspect", "bare.npz", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert "MLP 4-3: no hidden layer (softmax regression)" in proc.stdout
+    assert "parameters        15\n" in proc.stdout
+    assert "metrics           (not recorded)" in proc.stdout
