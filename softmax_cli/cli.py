@@ -177,7 +177,8 @@ def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
             "val_loss": None if result.n_val == 0 else result.best["val_loss"],
             "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
             "test_acc": result.test_acc, "n_test": result.n_test,
-            "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz")}
+            "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz"),
+            "curves": str(run_dir / "curves.png")}
 
 
 def _print_summary(summary: dict) -> None:
@@ -190,7 +191,8 @@ def _print_summary(summary: dict) -> None:
                f"test accuracy   {summary['test_acc']:.4f} (loss {summary['test_loss']:.4f}, "
                f"{summary['n_test']} images)\n"
                f"run directory   {summary['run_dir']}\n"
-               f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}")
+               f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}\n"
+               f"curves          {summary['curves']}")
 
 
 # ------------------------------------------------------------------------------- eval

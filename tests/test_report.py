@@ -33,7 +33,8 @@ ROWS = [{"epoch": e, "train_loss": 2.0 / e, "train_acc": 1 - 0.5 / e, "val_loss"
 
 # ------------------------------------------------------------------------------ curves.png
 def test_training_writes_its_curves(digits_run):
-    open_png(digits_run["cwd"] / digits_run["run_dir"] / "curves.png", (1000, 400))
+    assert digits_run["curves"] == f"{digits_run['run_dir']}/curves.png"     # named in the summary
+    open_png(digits_run["cwd"] / digits_run["curves"], (1000, 400))
 
 
 def test_the_curves_mark_the_best_epoch(tmp_path):
@@ -201,7 +202,7 @@ def test_inspect_draws_the_first_layer_weights_tile_by_tile(digits_run, tmp_path
 def test_inspect_refuses_a_non_checkpoint_as_eval_does(tmp_path):
     (tmp_path / "notes.npz").write_text("not an archive")
     np.save(tmp_path / "one.npy", np.zeros(3))
-    for bad in ("notes.npz", "one.npy", "missing.npz", "."):
+    for bad in ("notes.npz", "one.npy", "missing.npz"):
         inspected = run_softmax("inspect", bad, cwd=tmp_path)
         assert_user_error(inspected, bad)
         assert inspected.stderr == run_softmax("eval", bad, cwd=tmp_path).stderr
