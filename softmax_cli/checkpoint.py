@@ -192,3 +192,54 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise bad(f"metadata 'image_shape' must be [height, width] with height * width = {d}")
     opt_state = {name[4:]: a for name, a in arrays.items() if name.startswith("opt_")}
     return Checkpoint(model=model, preprocessor=pre, meta=meta, path=path, optimizer_state=opt_state)
+
+
+def describe_checkpoint(ckpt: Checkpoint) -> dict:
+    """What is inside a checkpoint, as JSON-serialisable data (``softmax inspect``).
+
+    Metadata a checkpoint lacks (an older or hand-made file) comes back as None.
+
+    Returns:
+        ``{"checkpoint", "format", "format_version", "package_version",
+        "model": {"sizes", "activation", "dtype", "parameters" (int, all arrays),
+        "layers": [{"weights": "W0", "shape": [n_in, n_out], "parameters", "activation"}, ...]},
+        "classes", "image_shape", "image_style", "data" (a description of the training data),
+        "preprocessing": {"normalize", "pixel_max", "offset": [min, max], "scale": [min, max]},
+        "seed", "config" (the resolved training config), "epoch", "metrics" (of that epoch; a
+        final ``best.npz`` adds ``test_loss`` and ``test_acc``), "training_state"}``;
+        ``training_state`` (``last.npz`` only, else None) holds ``epochs_done``,
+        ``epochs``, ``rows_done`` (of an interrupted epoch), ``best_epoch`` and ``finished``.
+    """
+    meta, model, pre = ckpt.meta, ckpt.model, ckpt.preprocessor
+    config = meta["config"] if isinstance(meta.get("config"), dict) else {}
+    train_cfg = config.get("train") if isinstance(config.get("train"), dict) else {}
+    layers = []
+    for l, (W, b) in enumerate(zip(model.params[::2], model.params[1::2])):
+        layers.append({"weights": f"W{l}", "shape": list(W.shape), "parameters": int(W.size + b.size),
+                       "activation": model.activation if l < model.n_layers - 1 else "softmax"})
+    state = meta.get("train_state")
+    training_state = None
+    if isinstance(state, dict):
+        es = train_cfg.get("early_stopping")
+        epochs_done, epochs = state.get("epoch"), train_cfg.get("epochs")
+        finished = None
+        if isinstance(epochs_done, int) and isinstance(epochs, int):
+            stopped = isinstance(es, dict) and isinstance(state.get("stale"), int) and \
+                state["stale"] >= es.get("patience", float("inf"))
+            finished = bool(epochs_done >= epochs or stopped)
+        training_state = {"epochs_done": epochs_done, "epochs": epochs, "rows_done": state.get("rows_done"),
+                          "best_epoch": state.get("best_epoch"), "finished": finished}
+    return {
+        "checkpoint": str(ckpt.path), "format": meta.get("format"), "format_version": meta.get("format_version"),
+        "package_version": meta.get("package_version"),
+        "model": {"sizes": model.sizes, "activation": model.activation, "dtype": model.dtype.name,
+                  "parameters": int(sum(p.size for p in model.params)), "layers": layers},
+        "classes": ckpt.classes, "image_shape": list(ckpt.image_shape), "image_style": meta.get("image_style"),
+        "data": meta.get("data"),
+        "preprocessing": {"normalize": pre.normalize, "pixel_max": pre.pixel_max,
+                          "offset": [float(pre.offset.min()), float(pre.offset.max())],
+                          "scale": [float(pre.scale.min()), float(pre.scale.max())]},
+        "seed": config.get("seed"), "config": config, "epoch": meta.get("epoch"),
+        "metrics": meta.get("metrics") if isinstance(meta.get("metrics"), dict) else None,
+        "training_state": training_state,
+    }

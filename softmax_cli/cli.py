@@ -177,7 +177,8 @@ def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
             "val_loss": None if result.n_val == 0 else result.best["val_loss"],
             "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
             "test_acc": result.test_acc, "n_test": result.n_test,
-            "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz")}
+            "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz"),
+            "curves": str(run_dir / "curves.png")}
 
 
 def _print_summary(summary: dict) -> None:
@@ -190,7 +191,8 @@ def _print_summary(summary: dict) -> None:
                f"test accuracy   {summary['test_acc']:.4f} (loss {summary['test_loss']:.4f}, "
                f"{summary['n_test']} images)\n"
                f"run directory   {summary['run_dir']}\n"
-               f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}")
+               f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}\n"
+               f"curves          {summary['curves']}")
 
 
 # ------------------------------------------------------------------------------- eval
@@ -202,7 +204,12 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
           data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP)) -> None:
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+          report_dir: Optional[Path] = typer.Option(
+              None, "--report", show_default=False,
+              help="Also write confusion_matrix.png, errors.png (the most confident mistakes), "
+                   "per_class.csv and report.md into this directory (created if missing; "
+                   "refused if it holds any of them already).")) -> None:
     """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
@@ -211,14 +218,28 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
+    if report_dir is not None:
+        from .report import check_report_dir
+
+        check_report_dir(report_dir)          # refused before the (longer) evaluation
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     with _threads(threads):
-        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint))
+        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
+                                 keep_images=report_dir is not None)
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
               "accuracy": ev.accuracy, **report}
+    if report_dir is not None:
+        from .report import write_report
+
+        described = ckpt.meta.get("data", cfg.data.source) if data is None else f"{data} ({cfg.data.source})"
+        path = write_report(report_dir, images=ev.images, y_true=ev.y_true, y_pred=ev.y_pred, proba=ev.proba,
+                            classes=ckpt.classes, report=report, loss=ev.loss, accuracy=ev.accuracy,
+                            checkpoint=str(checkpoint), data=described, split=split)
+        result["report"] = str(path)
+        _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -261,6 +282,117 @@ def predict(images: List[Path] = typer.Argument(..., help="Image files (PNG, JPE
                                    "top_k": [{"class": c, "probability": p} for c, p in top]}))
         else:
             typer.echo(f"{path}\t" + "  ".join(f"{c} ({p:.4f})" for c, p in top))
+
+
+# ---------------------------------------------------------------------------- inspect
+@app.command("inspect")
+@_handle_errors
+def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+                                              show_default=False),
+             as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+             weights: Optional[Path] = typer.Option(
+                 None, "--weights", show_default=False,
+                 help="Also draw the first layer's weights, one image per unit, into this new .png "
+                      "file.")) -> None:
+    """What a checkpoint holds: architecture, parameters, data, preprocessing, config, metrics."""
+    from .checkpoint import describe_checkpoint, load_checkpoint
+
+    if weights is not None:
+        if weights.suffix.lower() != ".png":
+            raise UserError(f"{weights}: --weights: expected a file name ending in .png")
+        if not weights.parent.is_dir():
+            raise UserError(f"{weights}: --weights: the directory {weights.parent} does not exist")
+        if weights.exists():
+            raise UserError(f"{weights}: --weights: already exists; choose another name or remove it")
+    ckpt = load_checkpoint(checkpoint)
+    info = describe_checkpoint(ckpt)
+    if weights is not None:
+        from .report import plot_weights
+
+        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape)
+        info["weights_png"] = str(weights)
+        _err(f"wrote {weights}: the incoming weights of {n} first-layer units as {ckpt.image_shape[0]}x"
+             f"{ckpt.image_shape[1]} images")
+    typer.echo(json.dumps(info) if as_json else _format_inspect(info))
+
+
+def _value(v) -> str:
+    """A config value as YAML writes it (null, true, 0.001, [256])."""
+    if v is None or isinstance(v, bool):
+        return json.dumps(v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return json.dumps(v, separators=(", ", ": ")) if isinstance(v, (list, dict)) else str(v)
+
+
+def _section(label: str, d: dict, indent: int = 0) -> list[tuple[str, str]]:
+    """``(label, "key value, ...")`` for the scalars of a config section, then a line per sub-section."""
+    scalars = ", ".join(f"{k} {_value(v)}" for k, v in d.items() if not isinstance(v, dict))
+    lines = [(" " * indent + label, scalars)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines += _section(k, v, indent + 2)
+    return lines
+
+
+def _format_inspect(info: dict) -> str:
+    """The text of ``softmax inspect``: one ``label  value`` line per fact."""
+    unknown = "(not recorded)"
+    m = info["model"]
+    n_hidden = len(m["sizes"]) - 2
+    arch = f"MLP {'-'.join(map(str, m['sizes']))}: "
+    arch += (f"{n_hidden} hidden layer{'s' if n_hidden > 1 else ''} ({m['activation']}), " if n_hidden
+             else "no hidden layer (softmax regression), ")
+    lines = [("checkpoint", info["checkpoint"]),
+             ("format", f"{info['format']} version {info['format_version']}, written by softmax "
+                        f"{info['package_version'] or '(unknown version)'}"),
+             ("architecture", arch + f"softmax output, {m['dtype']}"),
+             ("parameters", f"{m['parameters']:,}")]
+    for i, layer in enumerate(m["layers"]):
+        n_in, n_out = layer["shape"]
+        lines.append((f"  layer {i + 1}", f"W{i} {n_in}x{n_out} + b{i} {n_out} = {layer['parameters']:,}, "
+                                          f"then {layer['activation']}"))
+    classes = info["classes"]
+    lines.append(("classes", f"{len(classes)}: " + (" ".join(classes) if len(classes) <= 30 else
+                                                    " ".join(classes[:30]) + " ...")))
+    h, w = info["image_shape"]
+    lines.append(("input", f"{h}x{w} images ({info['image_style']} style)"))
+    data_cfg = info["config"].get("data")
+    data = info["data"] or unknown
+    if isinstance(data_cfg, dict):
+        data += "; " + ", ".join(f"{k} {_value(v)}" for k, v in data_cfg.items() if v is not None)
+    if info["seed"] is not None:
+        data += f"; seed {info['seed']}"
+    lines.append(("data", data))
+    pre = info["preprocessing"]
+    (o_lo, o_hi), (s_lo, s_hi) = pre["offset"], pre["scale"]
+    how = (f"x' = (x - {o_lo:.4g}) / {s_lo:.4g}" if (o_lo, s_lo) == (o_hi, s_hi) else
+           f"x' = (x - offset) / scale per pixel, offset {o_lo:.4g} to {o_hi:.4g}, scale {s_lo:.4g} to {s_hi:.4g}")
+    lines.append(("preprocessing", f"normalize {pre['normalize']}, pixel_max {pre['pixel_max']:g}: {how}"))
+    for name, label in (("train", "training config"), ("model", "model config")):
+        section = info["config"].get(name)
+        lines += _section(label, section) if isinstance(section, dict) else [(label, unknown)]
+    state = info["training_state"]
+    epoch = info["epoch"]
+    train_cfg = info["config"].get("train")
+    monitor = train_cfg.get("monitor") if isinstance(train_cfg, dict) else None
+    lines.append(("epoch", unknown if epoch is None else f"{epoch} (the latest finished)" if state else
+                  f"{epoch} (the best by {monitor})" if monitor else f"{epoch}"))
+    metrics = info["metrics"]
+    shown = [k for k in ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+             if metrics and isinstance(metrics.get(k), (int, float)) and not isinstance(metrics.get(k), bool)]
+    lines.append(("metrics", "  ".join(f"{k} {metrics[k]:.4f}" for k in shown) if shown else unknown))
+    if state:
+        if state["finished"]:
+            how = "finished" if state["epochs_done"] >= state["epochs"] else "finished (stopped early)"
+        else:
+            how = f"can continue: softmax train --resume {info['checkpoint']}"
+            if state["rows_done"]:
+                how = f"interrupted after {state['rows_done']} training images of the next epoch; " + how
+        lines.append(("training state", f"{state['epochs_done']} of {state['epochs']} epochs done, best epoch "
+                                        f"{state['best_epoch']}; {how}"))
+    width = max(18, max(len(label) for label, _ in lines) + 2)
+    return "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in lines)
 
 
 # -------------------------------------------------------------------------- gradcheck

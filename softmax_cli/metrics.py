@@ -22,6 +22,8 @@ class Evaluation:
         accuracy: fraction of rows classified right, in [0, 1].
         y_true, y_pred: int64 (n,) labels and predictions.
         proba: (n, K) class probabilities, the model's dtype.
+        images: float32 (n, h, w) of the evaluated images, ink from 0 to 1, when the caller
+            asked to keep them (:func:`~softmax_cli.training.evaluate_checkpoint`), else None.
     """
 
     loss: float
@@ -29,6 +31,7 @@ class Evaluation:
     y_true: np.ndarray
     y_pred: np.ndarray
     proba: np.ndarray
+    images: np.ndarray | None = None
 
 
 def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> Evaluation:

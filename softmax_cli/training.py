@@ -2,8 +2,8 @@
 
 A run writes into its own directory (see :func:`make_run_dir`): the resolved ``config.yaml``,
 ``metrics.csv`` (one row per epoch, rewritten atomically after each), ``last.npz`` (after every
-epoch) and ``best.npz`` (whenever ``train.monitor`` improves; at the end it is rewritten
-with the test metrics added).
+epoch), ``best.npz`` (whenever ``train.monitor`` improves; at the end it is rewritten
+with the test metrics added) and ``curves.png`` (see :class:`CurvesWriter`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,37 @@ from .optim import Optimizer, make_optimizer
 from .schedules import Plateau, scheduled_lr
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
+CURVES_EVERY_S = 10.0   # redraw curves.png at most this often while training (drawing takes ~0.1 s)
+
+
+class CurvesWriter:
+    """Keeps ``curves.png`` of a run (:func:`~softmax_cli.report.plot_curves`) up to date.
+
+    Drawing takes about 0.1 s, longer than a whole epoch of a small model, so the picture
+    is redrawn after an epoch only when :data:`CURVES_EVERY_S` seconds have passed since it
+    was last drawn (and after the first epoch of a run or a resumed run), and always when
+    training ends: finished, stopped early, interrupted (SIGINT, SIGTERM) or stopped by a
+    non-finite loss. Each picture is written atomically, so an interrupted run keeps a
+    whole one; a resumed run holds all earlier rows, so its final picture shows every
+    epoch. matplotlib is imported on the first drawing.
+    """
+
+    def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S):
+        self.path, self.monitor, self.every_s = path, monitor, every_s
+        self.drawn_at: float | None = None
+
+    def update(self, rows: list[dict], best_epoch: int, force: bool = False) -> None:
+        """Redraw from ``rows`` (``metrics.csv`` rows) when due or ``force``; nothing without rows.
+
+        Raises:
+            OSError: the picture cannot be written; the previous one is intact.
+        """
+        if not rows or not (force or self.drawn_at is None or time.monotonic() - self.drawn_at >= self.every_s):
+            return
+        from .report import plot_curves
+
+        plot_curves(self.path, rows, best_epoch, self.monitor)
+        self.drawn_at = time.monotonic()
 
 
 def make_run_dir(output_dir: str | Path, name: str) -> Path:
@@ -72,11 +103,14 @@ def prepare_data(cfg: Config) -> tuple[Dataset, Splits]:
     return ds, make_splits(ds, cfg.data, cfg.seed)
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str) -> Evaluation:
+def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str,
+                        keep_images: bool = False) -> Evaluation:
     """Evaluate a checkpoint on one split (``train``, ``val`` or ``test``) of ``cfg``'s data.
 
     The data's classes are matched to the checkpoint's by name, so a data set holding only
     some of the classes (say the digits 3 and 5) is scored against the right outputs.
+    ``keep_images`` also returns the split's images (``Evaluation.images``: float32
+    (n, h, w), the raw pixels divided by the data's ``pixel_max``), e.g. to draw them.
 
     Raises:
         UserError: naming ``origin``: no validation split, a feature count the model does not
@@ -94,7 +128,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str) 
         raise UserError(f"{origin}: class {unknown[0]!r} of the data is not one the model "
                         f"knows ({', '.join(ckpt.classes)})")
     to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
-    return evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
+    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
+    if keep_images:
+        ev.images = (X / np.float32(ds.pixel_max)).astype(np.float32, copy=False).reshape(-1, *ds.image_shape)
+    return ev
 
 
 def layer_sizes(cfg: Config, ds: Dataset) -> list[int]:
@@ -280,7 +317,8 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     the loop stops at the next batch boundary, saves the same mid-epoch and raises
     :class:`TrainingInterrupted`. ``resume`` (such a ``last.npz``) continues that run in its
     own directory, and ends with the weights and metrics an uninterrupted run would have
-    had, bit for bit (same machine and thread count).
+    had, bit for bit (same machine and thread count). ``curves.png`` shows the metrics so
+    far; :class:`CurvesWriter` says when it is redrawn (always at the end, interrupted or not).
 
     Args:
         cfg: a validated config (for ``resume``: the checkpoint's own).
@@ -298,7 +336,8 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
         TrainingInterrupted: SIGINT or SIGTERM; ``last.npz`` was saved first.
         FloatingPointError: the training or validation loss became NaN or infinite; the
             checkpoints of the last good epoch stay as they were.
-        OSError: a checkpoint or metrics file cannot be written; the previous one is intact.
+        OSError: a checkpoint, metrics file or ``curves.png`` cannot be written; the previous
+            one is intact.
         MemoryError: the network does not fit in memory.
     """
     from tqdm import tqdm
@@ -356,6 +395,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
 
     ws = model.workspace(min(bs, n), dropout=settings.dropout)   # every batch reuses these buffers
     rows = state["rows"]
+    curves = CurvesWriter(run_dir / "curves.png", monitor)
     stopped_early = False
     with _stop_requests() as requested:
         for epoch in range(state["epoch"] + 1, cfg.train.epochs + 1):
@@ -382,6 +422,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
             if done < n:
                 state.update(rows_done=done, loss_sum=loss_sum, correct=correct)
                 save_last(epoch - 1, rows[-1] if rows else None)
+                curves.update(rows, state["best_epoch"], force=True)
                 raise TrainingInterrupted(run_dir, requested[0], epoch, done, n)
             row = {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
                    "val_loss": "", "val_acc": "", "lr": optimizer.lr}
@@ -390,6 +431,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
                 row.update(val_loss=ev.loss, val_acc=ev.accuracy)
             for key in ("train_loss", "val_loss"):
                 if row[key] != "" and not np.isfinite(row[key]):
+                    curves.update(rows, state["best_epoch"], force=True)
                     raise FloatingPointError(
                         f"epoch {epoch}: the {key.replace('_', ' ')} became {row[key]}; try a lower "
                         f"train.optimizer.lr (checkpoints in {run_dir} are from the last good epoch)")
@@ -415,7 +457,10 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
                 stopped_early = True
                 break
             if requested:
+                curves.update(rows, state["best_epoch"], force=True)
                 raise TrainingInterrupted(run_dir, requested[0], epoch + 1, 0, n)
+            curves.update(rows, state["best_epoch"])
+    curves.update(rows, state["best_epoch"], force=True)
 
     best_epoch = state["best_epoch"]
     best_model = MLP(sizes, cfg.model.activation, dtype=dtype, params=best_params)

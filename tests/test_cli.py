@@ -15,7 +15,7 @@ from conftest import CONFIGS, SAMPLES, run_softmax
 def test_help_and_version(tmp_path):
     proc = run_softmax("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for command in ("train", "eval", "predict", "gradcheck"):
+    for command in ("train", "eval", "predict", "inspect", "gradcheck"):
         assert command in proc.stdout
     proc = run_softmax("--version", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("softmax ")
@@ -25,7 +25,8 @@ def test_digits_training_reaches_098_and_writes_the_run_directory(digits_run):
     assert digits_run["test_acc"] >= 0.98
     run_dir = digits_run["cwd"] / "runs" / "digits"
     assert digits_run["run_dir"] == "runs/digits"
-    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "best.npz", "last.npz"}
+    assert {p.name for p in run_dir.iterdir()} == {"config.yaml", "metrics.csv", "best.npz", "last.npz",
+                                                   "curves.png"}
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]

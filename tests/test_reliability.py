@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import CONFIGS, SOFTMAX, assert_user_error, run_softmax
 
@@ -69,6 +70,10 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(tmp_path, si
     assert "softmax train --resume" in stderr and "last.npz" in stderr
     state = json.loads(str(np.load(run / "last.npz")["metadata"]))["train_state"]
     assert 3 <= state["epoch"] < 12
+    assert not list(run.glob(".*.tmp"))
+    with Image.open(run / "curves.png") as im:      # drawn on the interrupt, whole
+        im.load()
+        assert im.size == (1000, 400)
 
     resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", "--json", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -77,6 +82,9 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(tmp_path, si
     assert whole.returncode == 0, whole.stderr
     assert len(metrics(run)) == 12
     assert_same_run(run, tmp_path / "runs" / "whole")
+    # the resumed run's final curves show all 12 epochs exactly as the uninterrupted run's do
+    pictures = [np.asarray(Image.open(r / "curves.png").convert("RGB")) for r in (run, tmp_path / "runs" / "whole")]
+    np.testing.assert_array_equal(*pictures)
 
 
 def test_same_config_and_seed_give_the_same_checkpoints_and_metrics(tmp_path):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, run_softmax
+from conftest import CONFIGS, SAMPLES, run_softmax
 from softmax_cli.nn import MLP
 from softmax_cli.optim import Adam
 from softmax_cli.training import train_epoch
@@ -96,6 +96,20 @@ def test_predict_and_help_do_not_import_the_training_stack():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_predict_and_inspect_never_import_matplotlib(digits_run):
+    # matplotlib is imported only by the functions that draw: not by `predict`, not by
+    # `inspect` without --weights, not by importing the training or report modules
+    code = ("import sys; import softmax_cli.training, softmax_cli.report; from softmax_cli.cli import app\n"
+            "for args in (['predict', sys.argv[2], '-c', sys.argv[1]], ['inspect', sys.argv[1]]):\n"
+            "    app(args, standalone_mode=False)\n"
+            "print('matplotlib' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, digits_run["best_checkpoint"], str(SAMPLES / "digits-7.png")],
+                          capture_output=True, text=True, cwd=digits_run["cwd"])
+    assert proc.returncode == 0, proc.stderr
+    assert "\t7 (" in proc.stdout and "MLP 64-256-10" in proc.stdout      # both commands ran
+    assert proc.stderr.strip() == "False"
 
 
 def test_threads_option_trains_and_rejects_zero(tmp_path):
