@@ -5,8 +5,8 @@
 Each case folder holds the bad file(s), the config that reads them where one is needed, and
 ``case.yaml``: the ``softmax`` arguments to run in that folder, the exit code and the message
 fragments the one ``softmax: error:`` line must hold. ``tests/test_corpus.py`` replays them.
-The config, CSV and IDX cases are the tables of ``tests/test_bad_inputs.py``; checkpoints and
-images are built here.
+The config, CSV, IDX and image-folder cases are the tables of ``tests/test_bad_inputs.py``;
+checkpoints and images are built here.
 """
 
 from __future__ import annotations
@@ -121,6 +121,9 @@ def main() -> None:
                    ["train", "cfg.yaml", "--quiet"], expect)
     for name, files, expect in tables.IDX_CASES:
         write_case(f"idx-{name}", {**files, "cfg.yaml": "data: {source: idx, root: mnist}\ntrain: {epochs: 1}\n"},
+                   ["train", "cfg.yaml", "--quiet"], expect)
+    for name, files, extra, expect in tables.FOLDER_CASES:
+        write_case(f"folder-{name}", {**files, "cfg.yaml": tables.folder_config(extra)},
                    ["train", "cfg.yaml", "--quiet"], expect)
     tmp = OUT / ".tmp"
     tmp.mkdir()
