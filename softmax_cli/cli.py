@@ -202,23 +202,32 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
           data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP)) -> None:
-    """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
+          reject_threshold: List[float] = typer.Option(
+              [], "--reject-threshold", metavar="P", show_default=False,
+              help="A threshold for the report of answering only when the highest probability is at "
+                   "least P, as predict --reject-threshold does (repeatable; default: 0, 0.5, 0.7, "
+                   "0.8, 0.9, 0.95, 0.99, 0.999).")) -> None:
+    """Loss, accuracy, confusion matrix, per-class precision/recall/F1 of a checkpoint, and the
+    coverage and accuracy of its answers above a range of probability thresholds."""
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
-    from .metrics import class_report, format_confusion_matrix
+    from .metrics import (REJECT_THRESHOLDS, check_threshold, class_report, format_confusion_matrix,
+                          format_reject_report, reject_report)
     from .training import evaluate_checkpoint
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
+    thresholds = [check_threshold("--reject-threshold", t) for t in reject_threshold] or REJECT_THRESHOLDS
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     with _threads(threads):
         ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint))
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
+    rejects = reject_report(ev, thresholds)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
-              "accuracy": ev.accuracy, **report}
+              "accuracy": ev.accuracy, **report, "reject_report": rejects}
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -229,6 +238,7 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
     typer.echo(classification_report(ev.y_true, ev.y_pred, labels=list(range(len(ckpt.classes))),
                                      target_names=ckpt.classes, digits=4, zero_division=0))
+    typer.echo(format_reject_report(rejects))
 
 
 # ---------------------------------------------------------------------------- predict

@@ -53,12 +53,35 @@ def test_eval_reproduces_the_accuracy_printed_by_training(digits_run):
                                  cwd=digits_run["cwd"]).stdout)
     assert val["accuracy"] == pytest.approx(digits_run["val_acc"], abs=1e-12)
 
+    # the reject report: answering only at probability >= t, for the default range of t
+    rows = result["reject_report"]
+    assert [r["threshold"] for r in rows] == [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
+    assert rows[0]["answered"] == 360 and rows[0]["coverage"] == 1.0
+    assert rows[0]["accuracy"] == pytest.approx(result["accuracy"], abs=1e-12)
+    answered = [r["answered"] for r in rows]
+    assert answered == sorted(answered, reverse=True) and answered[-1] < 360
+    assert all(r["coverage"] == pytest.approx(r["answered"] / 360) for r in rows)
+    # a confident answer is right more often (the point of the option)
+    assert rows[4]["accuracy"] > rows[0]["accuracy"]
+
+
+def test_eval_reject_thresholds_given_on_the_command_line(digits_run):
+    proc = run_softmax("eval", digits_run["best_checkpoint"], "--json", "--reject-threshold", "0.95",
+                       "--reject-threshold", "0.5", cwd=digits_run["cwd"])
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["reject_report"]
+    assert [r["threshold"] for r in rows] == [0.95, 0.5] and rows[0]["answered"] <= rows[1]["answered"]
+
 
 def test_eval_text_report(digits_run):
     proc = run_softmax("eval", digits_run["best_checkpoint"], cwd=digits_run["cwd"])
     assert proc.returncode == 0
     assert f"accuracy    {digits_run['test_acc']:.4f}" in proc.stdout
     assert "confusion matrix" in proc.stdout and "precision" in proc.stdout and "recall" in proc.stdout
+    report = proc.stdout.split("answering only above a probability threshold")[1].splitlines()
+    assert report[1].split() == ["threshold", "coverage", "accuracy", "answered"]
+    assert report[2].split() == ["0", "1.0000", f"{digits_run['test_acc']:.4f}", "360"]
+    assert [line.split()[0] for line in report[2:10]] == ["0", "0.5", "0.7", "0.8", "0.9", "0.95", "0.99", "0.999"]
 
 
 def test_a_second_run_never_overwrites_the_first(tmp_path):
