@@ -491,7 +491,8 @@ IMAGE_CASES = [
     ("text_named_png", lambda d: _write(d / "img.png", "this is not a PNG\n"), ("img.png", "not an image file")),
     ("truncated_png", lambda d: _write(d / "img.png", _png(0, ink=True)(d).read_bytes()[:-60]),
      ("img.png", "cannot decode image", "truncated")),
-    ("directory", lambda d: (d / "img.png").mkdir() or d / "img.png", ("img.png", "is a directory")),
+    ("empty_folder", lambda d: (d / "img.png").mkdir() or d / "img.png", ("img.png", "folder holds no files")),
+    ("glob_without_match", lambda d: d / "scan-*.png", ("scan-*.png", "no file matches this pattern")),
     ("blank_white", _png(255), ("img.png", "no ink")),
     ("blank_black", _png(0), ("img.png", "no ink")),
     ("blank_gray", _png(128), ("img.png", "no ink")),
@@ -502,10 +503,43 @@ IMAGE_CASES = [
                          cases(IMAGE_CASES))
 def test_bad_image(tmp_path, checkpoint, build, fragments):
     bad = build(tmp_path)
-    # a good image first: nothing may be printed for it when a later one is bad
-    proc = run_softmax("predict", "-c", checkpoint, SAMPLES / "digits-3.png", bad, cwd=tmp_path)
+    # a good image on either side: both are still classified and printed, the bad one is
+    # reported on one line, and the exit code says that something failed
+    good = [SAMPLES / "digits-3.png", SAMPLES / "digits-5.png"]
+    proc = run_softmax("predict", "-c", checkpoint, good[0], bad, good[1], cwd=tmp_path)
+    assert_user_error(proc, *fragments, code=1)
+    rows = proc.stdout.splitlines()
+    assert rows[0].split() == ["path", "class", "probability"]
+    assert [r.split()[0] for r in rows[1:]] == [str(g) for g in good]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    pytest.param(["--reject-threshold", "1.5"], ("--reject-threshold", "a probability in [0, 1]", "got 1.5"),
+                 id="threshold_above_one"),
+    pytest.param(["--reject-threshold", "-0.1"], ("--reject-threshold", "got -0.1"), id="threshold_negative"),
+    pytest.param(["--reject-threshold", "nan"], ("--reject-threshold", "got nan"), id="threshold_nan"),
+    pytest.param(["--output", "no/such/folder/preds.csv"], ("no/such/folder/preds.csv", "--output",
+                                                            "folder", "does not exist"), id="output_folder_missing"),
+    pytest.param(["--output", "."], (".", "--output is a folder", "give a file name"), id="output_is_folder"),
+])
+def test_predict_bad_option(tmp_path, checkpoint, args, fragments):
+    proc = run_softmax("predict", "-c", checkpoint, SAMPLES / "digits-3.png", *args, cwd=tmp_path)
     assert_user_error(proc, *fragments)
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_eval_bad_reject_threshold(tmp_path, checkpoint):
+    proc = run_softmax("eval", checkpoint, "--reject-threshold", "0.5", "--reject-threshold", "2", cwd=tmp_path)
+    assert_user_error(proc, "--reject-threshold", "a probability in [0, 1]", "got 2")
     assert proc.stdout == ""
+
+
+def test_reject_threshold_refused_for_a_model_with_a_class_named_unknown(tmp_path, checkpoint):
+    classes = [str(c) for c in range(9)] + ["unknown"]
+    path = _rewrite(classes=classes)(checkpoint, tmp_path)
+    proc = run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", "--reject-threshold", "0.5", cwd=tmp_path)
+    assert_user_error(proc, "bad.npz", "--reject-threshold answers 'unknown'", "name of one of this model's classes")
+    assert run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", cwd=tmp_path).returncode == 0
 
 
 def test_predict_without_any_checkpoint(tmp_path):

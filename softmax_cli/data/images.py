@@ -54,7 +54,7 @@ def files_in(folder: str | Path) -> list[Path]:
     return found
 
 
-def find_files(args: list[str]) -> tuple[list[Path], list[UserError]]:
+def find_files(args: list[str]) -> list[Path | UserError]:
     """The files named by command-line arguments, in the order given.
 
     An argument that exists is taken as it is: a file, or a folder searched recursively
@@ -64,11 +64,11 @@ def find_files(args: list[str]) -> tuple[list[Path], list[UserError]]:
     matches is searched too. Which files are images is decided later, by their content.
 
     Returns:
-        ``(files, problems)``: the files found, and one :class:`UserError` for each argument
-        that gave none (missing path, pattern without matches, folder without files).
+        The files found, with a :class:`UserError` in the place of each argument that gave
+        none (a missing path, a pattern without matches, a folder without files), so that
+        problems can be reported in the order of the arguments.
     """
-    files: list[Path] = []
-    problems: list[UserError] = []
+    found: list[Path | UserError] = []
     for arg in map(str, args):
         if os.path.lexists(arg):
             matches = [arg]
@@ -76,16 +76,12 @@ def find_files(args: list[str]) -> tuple[list[Path], list[UserError]]:
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
                 magic = any(c in arg for c in "*?[")
-                problems.append(UserError(f"{arg}: no file matches this pattern" if magic
-                                          else f"{arg}: file not found"))
+                found.append(UserError(f"{arg}: no file matches this pattern" if magic
+                                       else f"{arg}: file not found"))
                 continue
-        found: list[Path] = []
-        for match in matches:
-            found += files_in(match) if os.path.isdir(match) else [Path(match)]
-        if not found:
-            problems.append(UserError(f"{arg}: folder holds no files"))
-        files += found
-    return files, problems
+        files = [f for match in matches for f in (files_in(match) if os.path.isdir(match) else [Path(match)])]
+        found += files or [UserError(f"{arg}: folder holds no files")]
+    return found
 
 
 def load_grayscale(path: str | Path) -> np.ndarray:
