@@ -62,11 +62,14 @@ def digits_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory) -> dict:
-    """A small MNIST model (784-128-10, 3 epochs) trained once through the CLI on the full split."""
+    """An MNIST model (784-512-256-10, 8 epochs, cosine learning rate; 98.4% test accuracy)
+    trained once through the CLI on the full split. Smaller or shorter runs (784-128-10 for 3
+    epochs: 97.0%) leave too little margin for the 97% the style test asks of predict."""
     if not MNIST.is_dir():
         pytest.skip(f"MNIST not found at {MNIST}")
     cwd = tmp_path_factory.mktemp("mnist")
     proc = run_softmax("train", CONFIGS / "mnist.yaml", "--set", f"data.root={MNIST}",
-                       "--set", "model.hidden=[128]", "--set", "train.epochs=3", "--json", cwd=cwd)
+                       "--set", "model.hidden=[512,256]", "--set", "train.epochs=8",
+                       "--set", "train.schedule={name: cosine}", "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return _summary(proc, cwd)
