@@ -244,7 +244,7 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 # ---------------------------------------------------------------------------- predict
 @app.command()
 @_handle_errors
-def predict(paths: List[str] = typer.Argument(..., metavar="PATH...", show_default=False,
+def predict(paths: List[str] = typer.Argument(..., show_default=False,
                                               help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
                                                    "TIFF, WebP, ...), folders (searched recursively) or glob "
                                                    "patterns such as 'scans/**/*.jpg'."),

@@ -516,7 +516,6 @@ def test_bad_image(tmp_path, checkpoint, build, fragments):
 @pytest.mark.parametrize("args, fragments", [
     pytest.param(["--reject-threshold", "1.5"], ("--reject-threshold", "a probability in [0, 1]", "got 1.5"),
                  id="threshold_above_one"),
-    pytest.param(["--reject-threshold", "-0.1"], ("--reject-threshold", "got -0.1"), id="threshold_negative"),
     pytest.param(["--reject-threshold", "nan"], ("--reject-threshold", "got nan"), id="threshold_nan"),
     pytest.param(["--output", "no/such/folder/preds.csv"], ("no/such/folder/preds.csv", "--output",
                                                             "folder", "does not exist"), id="output_folder_missing"),

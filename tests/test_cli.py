@@ -66,14 +66,6 @@ def test_eval_reproduces_the_accuracy_printed_by_training(digits_run):
     assert rows[4]["accuracy"] > rows[0]["accuracy"]
 
 
-def test_eval_reject_thresholds_given_on_the_command_line(digits_run):
-    proc = run_softmax("eval", digits_run["best_checkpoint"], "--json", "--reject-threshold", "0.95",
-                       "--reject-threshold", "0.5", cwd=digits_run["cwd"])
-    assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)["reject_report"]
-    assert [r["threshold"] for r in rows] == [0.95, 0.5] and rows[0]["answered"] <= rows[1]["answered"]
-
-
 def test_eval_text_report(digits_run):
     proc = run_softmax("eval", digits_run["best_checkpoint"], cwd=digits_run["cwd"])
     assert proc.returncode == 0
