@@ -5,8 +5,8 @@
 Each case folder holds the bad file(s), the config that reads them where one is needed, and
 ``case.yaml``: the ``softmax`` arguments to run in that folder, the exit code and the message
 fragments the one ``softmax: error:`` line must hold. ``tests/test_corpus.py`` replays them.
-The config, CSV and IDX cases are the tables of ``tests/test_bad_inputs.py``; checkpoints and
-images are built here.
+The config, CSV, IDX and image-folder cases are the tables of ``tests/test_bad_inputs.py``;
+checkpoints and images are built here.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def checkpoint_cases(tmp: Path) -> None:
 
 
 def image_cases(tmp: Path) -> None:
+    """``softmax predict`` cases: a file it cannot use is reported on one line and skipped,
+    and the exit code is 1 (a failure while running; the other files would be printed)."""
     model = tmp / "model.npz"
     tiny_checkpoint(model)
     png = tmp / "ok.png"
@@ -97,16 +99,25 @@ def image_cases(tmp: Path) -> None:
     Image.fromarray(pixels).save(png)
     bomb = tmp / "bomb.png"
     Image.new("1", (20000, 20000)).save(bomb)          # 400 megapixels in a few kilobytes
+    warn = tmp / "warn.png"
+    Image.new("1", (10000, 9000)).save(warn)           # 90 megapixels: Pillow alone only warns
+    predict = ["predict", "-c", "model.npz"]
     cases = {
-        "zero_bytes": (b"", ("img.png", "not an image file")),
-        "text_named_png": (b"this is not a PNG\n", ("img.png", "not an image file")),
-        "truncated_png": (png.read_bytes()[:-30], ("img.png", "cannot decode image")),
-        "gzip_named_png": (gzip.compress(b"not an image"), ("img.png", "not an image file")),
-        "decompression_bomb": (bomb.read_bytes(), ("img.png", "decompression bomb")),
+        "zero_bytes": ({"img.png": b""}, ["img.png"], ("img.png", "not an image file")),
+        "text_named_png": ({"img.png": b"this is not a PNG\n"}, ["img.png"], ("img.png", "not an image file")),
+        "truncated_png": ({"img.png": png.read_bytes()[:-30]}, ["img.png"], ("img.png", "cannot decode image")),
+        "gzip_named_png": ({"img.png": gzip.compress(b"not an image")}, ["img.png"], ("img.png", "not an image file")),
+        "decompression_bomb": ({"img.png": bomb.read_bytes()}, ["img.png"],
+                               ("img.png", "image too large", "decompression bomb")),
+        "decompression_bomb_warning_size": ({"img.png": warn.read_bytes()}, ["img.png"],
+                                            ("img.png", "image too large: more than 89478485 pixels")),
+        "missing": ({}, ["img.png"], ("img.png", "file not found")),
+        "glob_without_match": ({"img.png": png.read_bytes()}, ["scans/*.png"],
+                               ("scans/*.png", "no file matches this pattern")),
+        "folder_without_files": ({"scans/.DS_Store": b"x"}, ["scans"], ("scans", "folder holds no files")),
     }
-    for name, (content, expect) in cases.items():
-        write_case(f"image-{name}", {"img.png": content, "model.npz": model.read_bytes()},
-                   ["predict", "-c", "model.npz", "img.png"], expect)
+    for name, (files, args, expect) in cases.items():
+        write_case(f"image-{name}", {**files, "model.npz": model.read_bytes()}, predict + args, expect, code=1)
 
 
 def main() -> None:
@@ -121,6 +132,9 @@ def main() -> None:
                    ["train", "cfg.yaml", "--quiet"], expect)
     for name, files, expect in tables.IDX_CASES:
         write_case(f"idx-{name}", {**files, "cfg.yaml": "data: {source: idx, root: mnist}\ntrain: {epochs: 1}\n"},
+                   ["train", "cfg.yaml", "--quiet"], expect)
+    for name, files, extra, expect in tables.FOLDER_CASES:
+        write_case(f"folder-{name}", {**files, "cfg.yaml": tables.folder_config(extra)},
                    ["train", "cfg.yaml", "--quiet"], expect)
     tmp = OUT / ".tmp"
     tmp.mkdir()

@@ -209,15 +209,24 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
               None, "--report", show_default=False,
               help="Also write confusion_matrix.png, errors.png (the most confident mistakes), "
                    "per_class.csv and report.md into this directory (created if missing; "
-                   "refused if it holds any of them already).")) -> None:
-    """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint."""
+                   "refused if it holds any of them already)."),
+          reject_threshold: List[float] = typer.Option(
+              [], "--reject-threshold", metavar="P", show_default=False,
+              help="A threshold for the report of answering only when the highest probability is at "
+                   "least P, as predict --reject-threshold does (repeatable; default: 0, 0.5, 0.7, "
+                   "0.8, 0.9, 0.95, 0.99, 0.999).")) -> None:
+    """Loss, accuracy, confusion matrix, per-class precision/recall/F1 of a checkpoint, the
+    coverage and accuracy of its answers above a range of probability thresholds, and with
+    --report, pictures and a report.md."""
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
-    from .metrics import class_report, format_confusion_matrix
+    from .metrics import (REJECT_THRESHOLDS, check_threshold, class_report, format_confusion_matrix,
+                          format_reject_report, reject_report)
     from .training import evaluate_checkpoint
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
+    thresholds = [check_threshold("--reject-threshold", t) for t in reject_threshold] or REJECT_THRESHOLDS
     if report_dir is not None:
         from .report import check_report_dir
 
@@ -229,8 +238,9 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
                                  keep_images=report_dir is not None)
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
+    rejects = reject_report(ev, thresholds)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
-              "accuracy": ev.accuracy, **report}
+              "accuracy": ev.accuracy, **report, "reject_report": rejects}
     if report_dir is not None:
         from .report import write_report
 
@@ -250,38 +260,61 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
     typer.echo(classification_report(ev.y_true, ev.y_pred, labels=list(range(len(ckpt.classes))),
                                      target_names=ckpt.classes, digits=4, zero_division=0))
+    typer.echo(format_reject_report(rejects))
 
 
 # ---------------------------------------------------------------------------- predict
 @app.command()
 @_handle_errors
-def predict(images: List[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...).", show_default=False),
+def predict(paths: List[str] = typer.Argument(..., show_default=False,
+                                              help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
+                                                   "TIFF, WebP, ...), folders (searched recursively) or glob "
+                                                   "patterns such as 'scans/**/*.jpg'."),
             checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
                                                       help="Checkpoint; default: the newest runs/*/best.npz."),
             top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the k most probable classes."),
-            as_json: bool = typer.Option(False, "--json", help="One JSON object per image.")) -> None:
-    """Classify image files with a trained checkpoint."""
-    import numpy as np
-
+            as_json: bool = typer.Option(False, "--json", help="One JSON object per image."),
+            output: Optional[Path] = typer.Option(None, "--output", "-o", show_default=False,
+                                                  help="Write path,class,probability,top1_class,... to this "
+                                                       "CSV file instead of the table; an existing file is "
+                                                       "never overwritten (NAME-2.csv, ... instead)."),
+            reject_threshold: float = typer.Option(0.0, "--reject-threshold", metavar="P",
+                                                   help="Answer 'unknown' when the highest class "
+                                                        "probability is below P (0 to 1).")) -> None:
+    """Classify images; files that cannot be read are reported, skipped, and make the exit code 1."""
     from .checkpoint import load_checkpoint, newest_checkpoint
-    from .data.images import image_to_input
+    from .data.images import find_files
+    from .metrics import check_threshold
+    from .predict import UNKNOWN, check_output, classify, format_table, write_csv
 
+    check_threshold("--reject-threshold", reject_threshold)
+    if output is not None:
+        check_output(output)
     if checkpoint is None:
         checkpoint = newest_checkpoint()
         _err(f"using checkpoint {checkpoint}")
     ckpt = load_checkpoint(checkpoint)
-    X = np.stack([image_to_input(p, ckpt.image_shape, ckpt.preprocessor.pixel_max, ckpt.meta["image_style"])
-                  for p in images])
-    proba = ckpt.model.predict_proba(ckpt.preprocessor.transform(X, ckpt.model.dtype))
-    k = min(top_k, proba.shape[1])
-    for path, row in zip(images, proba):
-        order = np.argsort(row)[::-1][:k]
-        top = [(ckpt.classes[i], float(row[i])) for i in order]
-        if as_json:
-            typer.echo(json.dumps({"path": str(path), "class": top[0][0], "probability": top[0][1],
-                                   "top_k": [{"class": c, "probability": p} for c, p in top]}))
-        else:
-            typer.echo(f"{path}\t" + "  ".join(f"{c} ({p:.4f})" for c, p in top))
+    if reject_threshold > 0 and UNKNOWN in ckpt.classes:
+        raise UserError(f"{checkpoint}: --reject-threshold answers {UNKNOWN!r}, which is also the name of "
+                        f"one of this model's classes")
+    failed = []
+
+    def report(exc: UserError) -> None:
+        failed.append(exc)
+        _err(f"softmax: error: {exc}")
+
+    preds = classify(ckpt, find_files(paths), top_k, reject_threshold, on_error=report)
+    if as_json:
+        for p in preds:
+            typer.echo(json.dumps(p.to_json()))
+    elif output is None and preds:
+        typer.echo(format_table(preds))
+    if output is not None and preds:
+        written = write_csv(output, preds)
+        note = f" ({output} exists and was left as it was)" if written != output else ""
+        _err(f"wrote {len(preds)} prediction{'s' if len(preds) != 1 else ''} to {written}{note}")
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 # ---------------------------------------------------------------------------- inspect

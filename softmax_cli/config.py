@@ -22,7 +22,7 @@ import yaml
 
 from .errors import UserError
 
-Source = Literal["digits", "csv", "idx"]
+Source = Literal["digits", "csv", "idx", "folder"]
 Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
 Normalize = Literal["global", "per_feature", "none"]
 
@@ -38,13 +38,13 @@ class DataConfig:
     """Where the data comes from and how it is split (see README, "Config reference")."""
 
     source: Source = "digits"
-    # csv
+    # csv (train, test, label_column, image_shape, pixel_max)
     train: Optional[str] = None
-    test: Optional[str] = None
+    test: Optional[str] = None          # also folder: a folder of class folders
     label_column: str = "label"
-    image_shape: Optional[list[int]] = None
+    image_shape: Optional[list[int]] = None   # also folder (default [28, 28] there)
     pixel_max: Optional[float] = field(default=None, metadata=_bounds(0, None, lo_open=True))
-    # idx
+    # idx (root or the four files); folder (root: one sub-folder of images per class)
     root: Optional[str] = None
     train_images: Optional[str] = None
     train_labels: Optional[str] = None
@@ -156,8 +156,14 @@ class Config:
 
 
 _PATH_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels")
-_CSV_KEYS = ("train", "test", "image_shape", "pixel_max")
-_IDX_KEYS = ("root", "train_images", "train_labels", "test_images", "test_labels")
+# the optional data keys each source reads; any other one set is refused
+_SOURCE_KEYS = {
+    "digits": (),
+    "csv": ("train", "test", "image_shape", "pixel_max"),
+    "idx": ("root", "train_images", "train_labels", "test_images", "test_labels"),
+    "folder": ("root", "test", "image_shape"),
+}
+FOLDER_IMAGE_SHAPE = [28, 28]   # data.image_shape of data.source folder when not given
 
 
 # --------------------------------------------------------------------------- type checking
@@ -352,6 +358,8 @@ def config_from_dict(raw: Any, origin: str = "config", default_name: str = "run"
         raise UserError(f"{origin}: {exc}") from None
     if cfg.name is None:
         cfg.name = default_name
+    if cfg.data.source == "folder" and cfg.data.image_shape is None:
+        cfg.data.image_shape = list(FOLDER_IMAGE_SHAPE)
     for key in _PATH_KEYS:
         value = getattr(cfg.data, key)
         if value is not None:
@@ -364,13 +372,15 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.name is not None and ("/" in cfg.name or cfg.name in (".", "..") or len(cfg.name.encode()) > 200):
         raise UserError(f"name: expected a plain directory name of at most 200 bytes, got {cfg.name[:40]!r}"
                         f"{'...' if len(cfg.name) > 40 else ''}")
-    other = {"digits": _CSV_KEYS + _IDX_KEYS, "csv": _IDX_KEYS, "idx": _CSV_KEYS}[d.source]
-    for key in other:
-        if getattr(d, key) is not None:
+    for key in dict.fromkeys(k for keys in _SOURCE_KEYS.values() for k in keys):
+        if key not in _SOURCE_KEYS[d.source] and getattr(d, key) is not None:
             raise UserError(f"data.{key}: not used with data.source '{d.source}'")
     if d.source == "csv" and d.train is None:
         raise UserError("data.train: required with data.source 'csv' (a .csv or .csv.gz file)")
-    if d.source == "csv" and d.image_shape is not None:
+    if d.source == "folder" and d.root is None:
+        raise UserError("data.root: required with data.source 'folder' "
+                        "(a folder holding one sub-folder of images per class)")
+    if d.image_shape is not None:
         if len(d.image_shape) != 2 or min(d.image_shape) < 1:
             raise UserError(f"data.image_shape: expected [height, width] of positive integers, "
                             f"got {d.image_shape}")

@@ -1,7 +1,10 @@
-"""Evaluation: loss and accuracy of a model on a split, confusion matrix, per-class report.
+"""Evaluation: loss and accuracy of a model on a split, confusion matrix, per-class report,
+and answering only above a probability threshold (``--reject-threshold``).
 
 The loss is the model's own cross-entropy (through log-softmax, as in training); accuracy,
-the confusion matrix and precision/recall/F1 come from ``sklearn.metrics``.
+the confusion matrix and precision/recall/F1 come from ``sklearn.metrics``. scikit-learn is
+imported inside the functions that use it, so ``softmax predict`` can use :func:`answered`
+without loading it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UserError
 from .nn import MLP, cross_entropy, softmax
 
 
@@ -75,3 +79,63 @@ def class_report(ev: Evaluation, classes: list[str]) -> dict:
     macro = {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean()),
              "support": int(s.sum())}
     return {"confusion_matrix": cm.tolist(), "per_class": per_class, "macro_avg": macro}
+
+
+# ------------------------------------------------------------------------- reject option
+REJECT_THRESHOLDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)   # eval's default report rows
+
+
+def check_threshold(option: str, value: float) -> float:
+    """``value`` when it is a probability in [0, 1].
+
+    Raises:
+        UserError: naming ``option``: NaN or outside [0, 1].
+    """
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"{option}: expected a probability in [0, 1], got {value:g}")
+    return value
+
+
+def answered(proba: np.ndarray, threshold: float) -> np.ndarray:
+    """Which predictions are answered: the highest class probability is at least ``threshold``.
+
+    The rest are answered ``unknown`` (``softmax predict --reject-threshold``). A threshold
+    of 0 answers everything.
+
+    Args:
+        proba: (n, K) class probabilities, rows summing to 1.
+        threshold: a probability in [0, 1].
+
+    Returns:
+        bool (n,).
+    """
+    return proba.max(axis=1) >= threshold
+
+
+def reject_report(ev: Evaluation, thresholds=REJECT_THRESHOLDS) -> list[dict]:
+    """Coverage and accuracy of the answered part, for each threshold (see :func:`answered`).
+
+    Returns:
+        One dict per threshold, in the given order: ``threshold``; ``answered`` (count);
+        ``coverage`` (answered fraction, in [0, 1]); ``accuracy`` (fraction right among the
+        answered, scikit-learn's ``accuracy_score``; None when nothing is answered).
+    """
+    from sklearn.metrics import accuracy_score
+
+    rows = []
+    for t in thresholds:
+        keep = answered(ev.proba, t)
+        n = int(keep.sum())
+        rows.append({"threshold": float(t), "answered": n, "coverage": n / len(keep) if len(keep) else 0.0,
+                     "accuracy": float(accuracy_score(ev.y_true[keep], ev.y_pred[keep])) if n else None})
+    return rows
+
+
+def format_reject_report(rows: list[dict]) -> str:
+    """:func:`reject_report` as aligned text, one line per threshold."""
+    lines = ["answering only above a probability threshold (the rest: unknown)",
+             f"{'threshold':>9}  {'coverage':>8}  {'accuracy':>8}  {'answered':>8}"]
+    for r in rows:
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+        lines.append(f"{r['threshold']:>9g}  {r['coverage']:>8.4f}  {acc:>8}  {r['answered']:>8}")
+    return "\n".join(lines) + "\n"

@@ -78,11 +78,13 @@ def digits_run(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="session")
 def mnist_run(tmp_path_factory) -> dict:
-    """A small MNIST model (784-128-10, 3 epochs of plain Adam) trained once through the CLI
-    on the full split."""
+    """An MNIST model (784-512-256-10, 8 epochs of Adam on a cosine schedule, no dropout or
+    label smoothing; 98.4% test accuracy) trained once through the CLI on the full split.
+    Smaller or shorter runs (784-128-10 for 3 epochs: 97.0%) leave too little margin for the
+    97% the style test asks of predict."""
     if not MNIST.is_dir():
         pytest.skip(f"MNIST not found at {MNIST}")
     return _train_once(tmp_path_factory, "mnist", CONFIGS / "mnist.yaml", "--set", f"data.root={MNIST}",
-                       "--set", "model.hidden=[128]", "--set", "train.epochs=3", "--set", "model.dropout=0",
+                       "--set", "model.hidden=[512,256]", "--set", "train.epochs=8", "--set", "model.dropout=0",
                        "--set", "model.input_dropout=0", "--set", "train.label_smoothing=0",
-                       "--set", "train.schedule.name=constant")
+                       "--set", "train.schedule={name: cosine}")

@@ -9,6 +9,7 @@ Failed ``train`` runs must also leave no ``runs/`` directory behind.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import struct
@@ -79,7 +80,7 @@ CONFIG_CASES = [
     ("activation", "model: {activation: swish}\n", (),
      ("cfg.yaml", "model.activation", "one of relu, tanh, sigmoid, leaky_relu", "'swish'")),
     ("optimizer_name", "train: {optimizer: {name: rmsprop}}\n", (), ("train.optimizer.name", "sgd, adam")),
-    ("source", "data: {source: parquet}\n", (), ("data.source", "digits, csv, idx", "'parquet'")),
+    ("source", "data: {source: parquet}\n", (), ("data.source", "digits, csv, idx, folder", "'parquet'")),
     ("name_with_slash", "name: a/b\n", (), ("cfg.yaml", "name", "plain directory name")),
     ("root_with_digits", "data: {source: digits, root: data/mnist}\n", (),
      ("cfg.yaml", "data.root", "not used with data.source 'digits'")),
@@ -122,6 +123,18 @@ CONFIG_CASES = [
     ("augment_rotate", "train: {augment: {rotate: 270}}\n", (), ("train.augment.rotate", "<= 180", "270")),
     ("augment_unknown", "train: {augment: {flip: true}}\n", (), ("train.augment.flip: unknown key", "allowed: shift")),
     ("optimizer_adamx", "train: {optimizer: {name: adamx}}\n", (), ("train.optimizer.name", "sgd, adam, adamw")),
+    ("folder_without_root", "data: {source: folder}\n", (),
+     ("cfg.yaml", "data.root", "required with data.source 'folder'", "one sub-folder of images per class")),
+    ("folder_with_train", "data: {source: folder, root: imgs, train: a.csv}\n", (),
+     ("cfg.yaml", "data.train", "not used with data.source 'folder'")),
+    ("folder_with_pixel_max", "data: {source: folder, root: imgs, pixel_max: 16}\n", (),
+     ("data.pixel_max", "not used with data.source 'folder'")),
+    ("folder_image_shape_1d", "data: {source: folder, root: imgs, image_shape: [28]}\n", (),
+     ("cfg.yaml", "data.image_shape", "[height, width] of positive integers", "[28]")),
+    ("folder_image_shape_zero", "data: {source: folder, root: imgs, image_shape: [28, 0]}\n", (),
+     ("data.image_shape", "positive integers", "[28, 0]")),
+    ("idx_with_image_shape", "data: {source: idx, root: x, image_shape: [28, 28]}\n", (),
+     ("data.image_shape", "not used with data.source 'idx'")),
 ]
 
 
@@ -281,6 +294,47 @@ def test_idx_explicit_path_missing(tmp_path):
                     "nope-idx1", "file not found")
 
 
+# ============================================================================== folder
+def digit_png(ink: bool = True, size: int = 28, fmt: str = "PNG") -> bytes:
+    """An image file's bytes: a dark vertical stroke on white (a "1"), or a blank white page."""
+    pixels = np.full((size, size), 255, np.uint8)
+    if ink:
+        pixels[size // 6:-size // 6, size // 2 - 2:size // 2 + 2] = 20
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt)
+    return buf.getvalue()
+
+
+ONE = digit_png()
+
+
+def folder_config(extra: str = "") -> str:
+    return f"data:\n  source: folder\n  root: imgs\n{extra}train: {{epochs: 1}}\n"
+
+
+FOLDER_CASES = [
+    # id, files, config extra lines, fragments
+    ("root_missing", {}, "", ("imgs", "data.root is not a folder")),
+    ("no_class_folders", {"imgs/a.png": ONE, "imgs/.hidden/b.png": ONE}, "",
+     ("imgs", "no class folders in data.root", "data.root/<class name>/<image files>")),
+    ("one_class", {"imgs/cat/a.png": ONE, "imgs/cat/b.png": ONE}, "",
+     ("imgs", "only one class folder ('cat')", "at least two")),
+    ("empty_class", {"imgs/cat/a.png": ONE, "imgs/dog/.DS_Store": b"x"}, "",
+     ("imgs/dog", "class folder holds no files")),
+    ("not_an_image", {"imgs/cat/a.png": ONE, "imgs/dog/b.png": ONE, "imgs/dog/notes.txt": "hello\n"}, "",
+     ("imgs/dog/notes.txt", "not an image file Pillow can read")),
+    ("blank_image", {"imgs/cat/a.png": ONE, "imgs/dog/sub/blank.jpg": digit_png(ink=False, fmt="JPEG")}, "",
+     ("imgs/dog/sub/blank.jpg", "no ink")),
+    ("test_missing", {"imgs/cat/a.png": ONE, "imgs/dog/b.png": ONE}, "  test: held-out\n",
+     ("held-out", "data.test is not a folder")),
+    ("test_unknown_class", {"imgs/cat/a.png": ONE, "imgs/dog/b.png": ONE, "held-out/cow/c.png": ONE},
+     "  test: held-out\n", ("held-out/cow", "class 'cow' of data.test is not a class of data.root (cat, dog)")),
+]
+
+
+# bad folder cases: replayed from tests/bad_inputs/ by test_corpus.py
+
+
 # =========================================================================== checkpoints
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
@@ -437,7 +491,8 @@ IMAGE_CASES = [
     ("text_named_png", lambda d: _write(d / "img.png", "this is not a PNG\n"), ("img.png", "not an image file")),
     ("truncated_png", lambda d: _write(d / "img.png", _png(0, ink=True)(d).read_bytes()[:-60]),
      ("img.png", "cannot decode image", "truncated")),
-    ("directory", lambda d: (d / "img.png").mkdir() or d / "img.png", ("img.png", "is a directory")),
+    ("empty_folder", lambda d: (d / "img.png").mkdir() or d / "img.png", ("img.png", "folder holds no files")),
+    ("glob_without_match", lambda d: d / "scan-*.png", ("scan-*.png", "no file matches this pattern")),
     ("blank_white", _png(255), ("img.png", "no ink")),
     ("blank_black", _png(0), ("img.png", "no ink")),
     ("blank_gray", _png(128), ("img.png", "no ink")),
@@ -448,10 +503,42 @@ IMAGE_CASES = [
                          cases(IMAGE_CASES))
 def test_bad_image(tmp_path, checkpoint, build, fragments):
     bad = build(tmp_path)
-    # a good image first: nothing may be printed for it when a later one is bad
-    proc = run_softmax("predict", "-c", checkpoint, SAMPLES / "digits-3.png", bad, cwd=tmp_path)
+    # a good image on either side: both are still classified and printed, the bad one is
+    # reported on one line, and the exit code says that something failed
+    good = [SAMPLES / "digits-3.png", SAMPLES / "digits-5.png"]
+    proc = run_softmax("predict", "-c", checkpoint, good[0], bad, good[1], cwd=tmp_path)
+    assert_user_error(proc, *fragments, code=1)
+    rows = proc.stdout.splitlines()
+    assert rows[0].split() == ["path", "class", "probability"]
+    assert [r.split()[0] for r in rows[1:]] == [str(g) for g in good]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    pytest.param(["--reject-threshold", "1.5"], ("--reject-threshold", "a probability in [0, 1]", "got 1.5"),
+                 id="threshold_above_one"),
+    pytest.param(["--reject-threshold", "nan"], ("--reject-threshold", "got nan"), id="threshold_nan"),
+    pytest.param(["--output", "no/such/folder/preds.csv"], ("no/such/folder/preds.csv", "--output",
+                                                            "folder", "does not exist"), id="output_folder_missing"),
+    pytest.param(["--output", "."], (".", "--output is a folder", "give a file name"), id="output_is_folder"),
+])
+def test_predict_bad_option(tmp_path, checkpoint, args, fragments):
+    proc = run_softmax("predict", "-c", checkpoint, SAMPLES / "digits-3.png", *args, cwd=tmp_path)
     assert_user_error(proc, *fragments)
+    assert proc.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_eval_bad_reject_threshold(tmp_path, checkpoint):
+    proc = run_softmax("eval", checkpoint, "--reject-threshold", "0.5", "--reject-threshold", "2", cwd=tmp_path)
+    assert_user_error(proc, "--reject-threshold", "a probability in [0, 1]", "got 2")
     assert proc.stdout == ""
+
+
+def test_reject_threshold_refused_for_a_model_with_a_class_named_unknown(tmp_path, checkpoint):
+    classes = [str(c) for c in range(9)] + ["unknown"]
+    path = _rewrite(classes=classes)(checkpoint, tmp_path)
+    proc = run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", "--reject-threshold", "0.5", cwd=tmp_path)
+    assert_user_error(proc, "bad.npz", "--reject-threshold answers 'unknown'", "name of one of this model's classes")
+    assert run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", cwd=tmp_path).returncode == 0
 
 
 def test_predict_without_any_checkpoint(tmp_path):

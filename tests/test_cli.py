@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -55,12 +56,27 @@ def test_eval_reproduces_the_accuracy_printed_by_training(digits_run):
                                  cwd=digits_run["cwd"]).stdout)
     assert val["accuracy"] == pytest.approx(digits_run["val_acc"], abs=1e-12)
 
+    # the reject report: answering only at probability >= t, for the default range of t
+    rows = result["reject_report"]
+    assert [r["threshold"] for r in rows] == [0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999]
+    assert rows[0]["answered"] == 360 and rows[0]["coverage"] == 1.0
+    assert rows[0]["accuracy"] == pytest.approx(result["accuracy"], abs=1e-12)
+    answered = [r["answered"] for r in rows]
+    assert answered == sorted(answered, reverse=True) and answered[-1] < 360
+    assert all(r["coverage"] == pytest.approx(r["answered"] / 360) for r in rows)
+    # a confident answer is right more often (the point of the option)
+    assert rows[4]["accuracy"] > rows[0]["accuracy"]
+
 
 def test_eval_text_report(digits_run):
     proc = run_softmax("eval", digits_run["best_checkpoint"], cwd=digits_run["cwd"])
     assert proc.returncode == 0
     assert f"accuracy    {digits_run['test_acc']:.4f}" in proc.stdout
     assert "confusion matrix" in proc.stdout and "precision" in proc.stdout and "recall" in proc.stdout
+    report = proc.stdout.split("answering only above a probability threshold")[1].splitlines()
+    assert report[1].split() == ["threshold", "coverage", "accuracy", "answered"]
+    assert report[2].split() == ["0", "1.0000", f"{digits_run['test_acc']:.4f}", "360"]
+    assert [line.split()[0] for line in report[2:10]] == ["0", "0.5", "0.7", "0.8", "0.9", "0.95", "0.99", "0.999"]
 
 
 def test_a_second_run_never_overwrites_the_first(tmp_path):
@@ -121,13 +137,93 @@ def test_predict_sample_pngs_with_the_newest_checkpoint(digits_run):
 
 
 def test_predict_top_k_text(digits_run):
-    proc = run_softmax("predict", SAMPLES / "digits-0.png", "--top-k", "3", "-c",
+    proc = run_softmax("predict", SAMPLES / "digits-0.png", SAMPLES / "digits-1.png", "--top-k", "3", "-c",
                        digits_run["best_checkpoint"], cwd=digits_run["cwd"])
     assert proc.returncode == 0
-    line = proc.stdout.strip()
-    assert line.startswith(str(SAMPLES / "digits-0.png")) and line.count("(") == 3
-    probs = [float(part.split("(")[1].rstrip(")")) for part in line.split("\t")[1].split("  ")]
-    assert probs == sorted(probs, reverse=True)
+    head, *rows = proc.stdout.splitlines()
+    assert head.split() == ["path", "class", "probability", "top", "3"]
+    assert len(rows) == 2 and rows[0].startswith(str(SAMPLES / "digits-0.png"))
+    for row in rows:
+        path, label, probability, top = row.split(maxsplit=3)
+        assert top.count("(") == 3
+        probs = [float(part.split("(")[1].rstrip(")")) for part in top.split("  ")]
+        assert probs == sorted(probs, reverse=True) and probs[0] == float(probability)
+        assert top.startswith(f"{label} (")
+    # the columns line up: every class starts where the header's does
+    assert {row.index(" " + row.split()[1] + " ") + 1 for row in rows} == {head.index("class")}
+
+
+def _copy(src, dst):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+    return dst
+
+
+def test_predict_takes_files_folders_and_globs(digits_run, tmp_path):
+    three, seven = SAMPLES / "digits-3.png", SAMPLES / "digits-7.png"
+    _copy(three, tmp_path / "scans" / "a" / "three")          # no extension: told by content
+    _copy(seven, tmp_path / "scans" / "b" / "c" / "seven.png")
+    _copy(seven, tmp_path / "scans" / ".hidden" / "seven.png")  # hidden: not searched
+    _copy(seven, tmp_path / "scans" / ".seven.png")
+    (tmp_path / "scans" / "notes.txt").write_text("not an image\n")
+    _copy(three, tmp_path / "odd[1].png")                     # exists: taken literally, not as a pattern
+    _copy(seven, tmp_path / "odd1.png")                       # what "odd[1].png" would match as a glob
+    (tmp_path / "empty").mkdir()
+    proc = run_softmax("predict", "scans", "scans/**/seven*", "odd[1].png", "missing.png", "none-*.png",
+                       "empty", "-c", digits_run["best_checkpoint"], "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [                      # one line each, in the order given
+        "softmax: error: scans/notes.txt: not an image file Pillow can read",
+        "softmax: error: missing.png: file not found",
+        "softmax: error: none-*.png: no file matches this pattern",
+        "softmax: error: empty: folder holds no files",
+    ]
+    preds = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [p["path"] for p in preds] == ["scans/a/three", "scans/b/c/seven.png", "scans/b/c/seven.png",
+                                          "odd[1].png"]
+    assert [p["class"] for p in preds] == ["3", "7", "7", "3"]
+
+
+def test_predict_writes_csv_and_never_overwrites(digits_run, tmp_path):
+    files = sorted(SAMPLES.glob("digits-*.png"))
+    (tmp_path / "preds.csv").write_text("mine\n")
+    args = ("predict", *files, "-c", digits_run["best_checkpoint"], "--top-k", "2")
+    proc = run_softmax(*args, "--output", "preds.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""                                   # the CSV replaces the table
+    assert proc.stderr.strip() == "wrote 10 predictions to preds-2.csv (preds.csv exists and was left as it was)"
+    assert (tmp_path / "preds.csv").read_text() == "mine\n"
+    proc = run_softmax(*args, "-o", "preds.csv", "--json", cwd=tmp_path)
+    assert "to preds-3.csv" in proc.stderr
+    as_json = [json.loads(line) for line in proc.stdout.splitlines()]
+    for name in ("preds-2.csv", "preds-3.csv"):
+        with open(tmp_path / name, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == ["path", "class", "probability", "top1_class", "top1_probability",
+                                 "top2_class", "top2_probability"]
+        assert [r["path"] for r in rows] == [str(f) for f in files]
+        for row, obj in zip(rows, as_json):
+            assert row["class"] == obj["class"] == row["top1_class"]
+            assert float(row["probability"]) == pytest.approx(obj["probability"], rel=1e-6)
+            assert row["top2_class"] == obj["top_k"][1]["class"]
+            assert float(row["top2_probability"]) == pytest.approx(obj["top_k"][1]["probability"], rel=1e-6)
+
+
+def test_predict_reject_threshold_answers_unknown_below_it(digits_run, tmp_path):
+    files = sorted(SAMPLES.glob("*.png"))
+    base = ("predict", *files, "-c", digits_run["best_checkpoint"], "--json")
+    plain = [json.loads(line) for line in run_softmax(*base, cwd=tmp_path).stdout.splitlines()]
+    p = sorted(x["probability"] for x in plain)[len(plain) // 2]           # the median: half answered
+    proc = run_softmax(*base, "--reject-threshold", repr(p), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    gated = [json.loads(line) for line in proc.stdout.splitlines()]
+    for before, after in zip(plain, gated, strict=True):
+        expected = before["class"] if before["probability"] >= p else "unknown"
+        assert after["class"] == expected and after["probability"] == before["probability"]
+        assert after["top_k"] == before["top_k"]                       # the best guess stays visible
+    assert 0 < sum(x["class"] == "unknown" for x in gated) < len(gated)
+    table = run_softmax(*base[:-1], "--reject-threshold", "1", cwd=tmp_path).stdout.splitlines()[1:]
+    assert {row.split()[1] for row in table if float(row.split()[2]) < 1} == {"unknown"}
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "leaky_relu"])

@@ -23,7 +23,7 @@ CASES = sorted(p.parent for p in CORPUS.glob("*/case.yaml"))
 def test_the_corpus_has_at_least_40_cases_of_every_kind():
     assert len(CASES) >= 40
     kinds = {case.name.split("-")[0] for case in CASES}
-    assert kinds == {"config", "csv", "idx", "checkpoint", "image"}
+    assert kinds == {"config", "csv", "idx", "folder", "checkpoint", "image"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

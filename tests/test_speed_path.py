@@ -89,13 +89,30 @@ def test_adam_flushes_subnormal_moments_to_zero():
     assert opt.m[0][1] == 0.0
 
 
-def test_predict_and_help_do_not_import_the_training_stack():
+def test_predict_and_help_do_not_import_the_training_stack(tmp_path):
     # start-up time: what `softmax --help` and `softmax predict` import must stay light
+    heavy = "('sklearn', 'scipy', 'numba', 'matplotlib', 'tqdm', 'torch')"
     code = ("import sys; import softmax_cli.cli, softmax_cli.checkpoint, softmax_cli.data.images; "
-            "print(sorted(m for m in ('sklearn', 'scipy', 'numba', 'matplotlib', 'tqdm', 'torch') "
-            "if m in sys.modules))")
+            f"print(sorted(m for m in {heavy} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+    # and a whole predict run with every option, through the console script's main()
+    from softmax_cli.checkpoint import save_checkpoint
+    from softmax_cli.data import Preprocessor
+
+    save_checkpoint(tmp_path / "m.npz", MLP([784, 8, 10], rng=np.random.default_rng(0)),
+                    Preprocessor(np.zeros(784), np.ones(784), 255.0, "global"),
+                    {"classes": [str(c) for c in range(10)], "image_shape": [28, 28], "image_style": "mnist",
+                     "config": {}, "epoch": 1, "metrics": {}})
+    code = ("import atexit, sys; from softmax_cli.cli import main\n"
+            f"atexit.register(lambda: print(sorted(m for m in {heavy} if m in sys.modules)))\n"
+            "sys.argv = ['softmax', 'predict', '-c', 'm.npz', sys.argv[1], sys.argv[1] + '/*.png', "
+            "'--top-k', '2', '--reject-threshold', '0.5', '--output', 'p.csv', '--json']\nmain()")
+    out = subprocess.run([sys.executable, "-c", code, str(SAMPLES)], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("\n") == 41 and out.stdout.splitlines()[-1] == "[]"   # 40 predictions, then
+    assert (tmp_path / "p.csv").is_file()
 
 
 def test_predict_and_inspect_never_import_matplotlib(digits_run):

@@ -4,11 +4,18 @@ MNIST (LeCun et al. 1998, http://yann.lecun.com/exdb/mnist/): each digit was siz
 fit a 20x20 box keeping its aspect ratio, anti-aliased, then centred by its centre of mass in a
 28x28 field. scikit-learn's digits (UCI optdigits): digits were scaled to fill a 32x32 bitmap
 and the ink counted in 4x4 blocks, giving 8x8 images on a 0-16 scale. :data:`STYLES` records
-both recipes; :func:`image_to_input` applies one to an arbitrary image file.
+both recipes; :func:`image_to_input` applies one to an arbitrary image file. Training from a
+folder of images (``data.source: folder``) and ``softmax predict`` both go through
+:func:`image_to_input`, so a model sees at predict time exactly what it was trained on.
+:func:`find_files` turns command-line arguments (files, folders, glob patterns) into files.
 """
 
 from __future__ import annotations
 
+import glob
+import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,38 +38,94 @@ def style_for(source: str) -> str:
     return "uci_digits" if source == "digits" else "mnist"
 
 
+def files_in(folder: str | Path) -> list[Path]:
+    """Every file below ``folder``, recursively, in sorted order (each folder's files by name,
+    then its sub-folders by name). Hidden files and folders (names starting with ``.``) are
+    skipped; symbolic links to folders are not followed (no cycles), links to files are kept.
+
+    Returns:
+        Paths that start with ``folder`` as given.
+    """
+    found = []
+    for top, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(top, n) for n in sorted(names) if not n.startswith(".")
+                  and os.path.isfile(os.path.join(top, n))]
+    return found
+
+
+def find_files(args: list[str]) -> list[Path | UserError]:
+    """The files named by command-line arguments, in the order given.
+
+    An argument that exists is taken as it is: a file, or a folder searched recursively
+    (:func:`files_in`). One that does not exist is expanded as a glob pattern with the
+    standard library (``glob.glob(arg, recursive=True)``: ``*``, ``?``, ``[...]`` and
+    ``**`` for any depth; hidden names only when the pattern spells the dot); a folder it
+    matches is searched too. Which files are images is decided later, by their content.
+
+    Returns:
+        The files found, with a :class:`UserError` in the place of each argument that gave
+        none (a missing path, a pattern without matches, a folder without files), so that
+        problems can be reported in the order of the arguments.
+    """
+    found: list[Path | UserError] = []
+    for arg in map(str, args):
+        if os.path.lexists(arg):
+            matches = [arg]
+        else:
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                magic = any(c in arg for c in "*?[")
+                found.append(UserError(f"{arg}: no file matches this pattern" if magic
+                                       else f"{arg}: file not found"))
+                continue
+        files = [f for match in matches for f in (files_in(match) if os.path.isdir(match) else [Path(match)])]
+        found += files or [UserError(f"{arg}: folder holds no files")]
+    return found
+
+
 def load_grayscale(path: str | Path) -> np.ndarray:
     """Open an image file and return its luminance, float32 (h, w) in [0, 1].
 
-    EXIF orientation is applied; transparency (alpha or a palette's transparent colour)
-    is composited on white, as a viewer shows it; 16-bit, 32-bit and float grayscale
-    images are scaled from their own minimum and maximum.
+    The format is told by the file's content, not its name: anything Pillow decodes (PNG,
+    JPEG, BMP, GIF, TIFF, WebP, ...; the first frame of an animation). EXIF orientation is
+    applied; transparency (alpha or a palette's transparent colour) is composited on white,
+    as a viewer shows it; 16-bit, 32-bit and float grayscale images are scaled from their
+    own minimum and maximum. Pillow's decompression-bomb guard is kept, and strictly: an
+    image of more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (89 million by default) is
+    refused before it is decoded, where Pillow itself would only warn below twice that.
 
     Raises:
-        UserError: the file is missing, unreadable or not an image Pillow can decode.
+        UserError: the file is missing, unreadable, not an image Pillow can decode, or
+            larger than the decompression-bomb limit.
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-                # 16-bit, 32-bit and float grayscale: convert("L") would clip them to 0-255,
-                # so stretch the image's own range to [0, 1] (ink_map stretches contrast anyway)
-                gray = np.asarray(img, dtype=np.float32)
-                low, high = float(gray.min()), float(gray.max())
-                return (gray - low) / (high - low) if high > low else np.zeros_like(gray)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(white, rgba)
-            gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+                    # 16-bit, 32-bit and float grayscale: convert("L") would clip them to 0-255,
+                    # so stretch the image's own range to [0, 1] (ink_map stretches contrast anyway)
+                    gray = np.asarray(img, dtype=np.float32)
+                    low, high = float(gray.min()), float(gray.max())
+                    return (gray - low) / (high - low) if high > low else np.zeros_like(gray)
+                if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                    rgba = img.convert("RGBA")
+                    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                    img = Image.alpha_composite(white, rgba)
+                gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected an image file") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file Pillow can read") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UserError(f"{path}: image too large: more than {Image.MAX_IMAGE_PIXELS} pixels, Pillow's "
+                        f"decompression bomb limit (refused before decoding)") from None
+    except (OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
         raise UserError(f"{path}: cannot decode image ({exc})") from None
     return gray
 

@@ -1,4 +1,4 @@
-"""Dataset sources: scikit-learn's digits, CSV files and IDX (MNIST) files.
+"""Dataset sources: scikit-learn's digits, CSV files, IDX (MNIST) files and folders of images.
 
 Every source returns a :class:`Dataset` of raw pixel values (no scaling yet): features float32
 ``(n, d)`` in ``[0, pixel_max]``, labels int64 ``(n,)`` indexing ``classes``, and the image
@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
+from .images import files_in, image_to_input, style_for
 
 
 @dataclass
@@ -53,7 +54,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     Raises:
         UserError: a missing or malformed file, naming it and what was wrong.
     """
-    loaders = {"digits": load_digits, "csv": load_csv, "idx": load_idx}
+    loaders = {"digits": load_digits, "csv": load_csv, "idx": load_idx, "folder": load_folder}
     return loaders[cfg.source](cfg)
 
 
@@ -328,4 +329,79 @@ def load_csv(cfg: DataConfig) -> Dataset:
             raise UserError(f"{test_path}: columns differ from the training file {train_path.name}")
         _check_pixels(X_test, pixel_max, test_path)
         ds.X_test, ds.y_test = X_test, _index_labels(test_labels, classes, test_path)
+    return ds
+
+
+# --------------------------------------------------------------------------------- folder
+def _class_folders(root: Path, key: str) -> dict[str, list[Path]]:
+    """``{class name: its files}`` for ``root/<class name>/...``, classes in sorted order.
+
+    Every visible sub-folder of ``root`` is a class; its files are found recursively by
+    :func:`~softmax_cli.data.images.files_in` (the search ``softmax predict FOLDER`` makes).
+    Files directly in ``root`` belong to no class and are left out.
+
+    Raises:
+        UserError: ``root`` is not a folder, has no class folders, or a class folder is empty.
+    """
+    if not root.is_dir():
+        raise UserError(f"{root}: {key} is not a folder")
+    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not names:
+        raise UserError(f"{root}: no class folders in {key} (expected {key}/<class name>/<image files>)")
+    classes = {}
+    for name in names:
+        classes[name] = files_in(root / name)
+        if not classes[name]:
+            raise UserError(f"{root / name}: class folder holds no files")
+    return classes
+
+
+def _read_images(classes: dict[str, list[Path]], shape: tuple[int, int], style: str) -> np.ndarray:
+    """Every file of ``classes`` (in order) as one float32 row of ``h * w`` pixels in [0, 255].
+
+    Raises:
+        UserError: naming the first file that is not a readable image with ink.
+    """
+    files = [f for paths in classes.values() for f in paths]
+    X = np.empty((len(files), shape[0] * shape[1]), dtype=np.float32)
+    for i, path in enumerate(files):
+        X[i] = image_to_input(path, shape, 255.0, style)
+    return X
+
+
+def load_folder(cfg: DataConfig) -> Dataset:
+    """Image files sorted into one folder per class: ``data.root/<class name>/<files>``.
+
+    Class names are the folder names (sorted; any number of classes, at least two). Each
+    file goes through :func:`~softmax_cli.data.images.image_to_input`, the function
+    ``softmax predict`` uses, so training sees what prediction will: grayscale, inverted
+    when the background is light, the digit size-normalised and centred as in MNIST, in a
+    ``data.image_shape`` frame (default 28 x 28), pixels 0-255 (``pixel_max`` 255).
+    ``data.test`` is an optional second folder of the same layout whose classes are
+    training classes.
+
+    Raises:
+        UserError: a missing or empty folder, one class only, a test class not in
+            training, or a file that is not an image with a digit (naming the file).
+    """
+    root, shape, style = Path(cfg.root), tuple(cfg.image_shape or (28, 28)), style_for("folder")
+    classes = _class_folders(root, "data.root")
+    if len(classes) < 2:
+        raise UserError(f"{root}: only one class folder ({next(iter(classes))!r}) in data.root; "
+                        f"a classifier needs at least two")
+    names = list(classes)
+    X = _read_images(classes, shape, style)
+    y = np.repeat(np.arange(len(names), dtype=np.int64), [len(f) for f in classes.values()])
+    ds = Dataset(X=X, y=y, classes=names, image_shape=shape, pixel_max=255.0,
+                 description=f"image folder {root} ({len(y)} images, {len(names)} classes)")
+    if cfg.test is not None:
+        test_root = Path(cfg.test)
+        test = _class_folders(test_root, "data.test")
+        unknown = [name for name in test if name not in names]
+        if unknown:
+            raise UserError(f"{test_root / unknown[0]}: class {unknown[0]!r} of data.test is not a "
+                            f"class of data.root ({', '.join(names)})")
+        ds.X_test = _read_images(test, shape, style)
+        ds.y_test = np.repeat(np.array([names.index(n) for n in test], dtype=np.int64),
+                              [len(f) for f in test.values()])
     return ds

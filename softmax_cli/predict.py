@@ -1,0 +1,155 @@
+"""``softmax predict``: image files to classes in one forward pass, and the three outputs
+(an aligned table, JSON lines, a CSV file that never overwrites another).
+
+Light on purpose: NumPy, Pillow and the standard library only (no scikit-learn, SciPy, numba
+or tqdm), so that predicting starts fast.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .data.images import image_to_input
+from .errors import UserError
+from .metrics import answered
+
+UNKNOWN = "unknown"   # the answer below --reject-threshold
+
+
+@dataclass
+class Prediction:
+    """One image's answer.
+
+    Attributes:
+        path: the file as found (see :func:`~softmax_cli.data.images.find_files`).
+        label: the most probable class name, or :data:`UNKNOWN` when its probability is
+            below the reject threshold.
+        probability: the highest class probability, in [0, 1] (also when rejected).
+        top: the ``k`` most probable ``(class name, probability)``, most probable first.
+    """
+
+    path: str
+    label: str
+    probability: float
+    top: list[tuple[str, float]]
+
+    def to_json(self) -> dict:
+        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``."""
+        return {"path": self.path, "class": self.label, "probability": self.probability,
+                "top_k": [{"class": c, "probability": p} for c, p in self.top]}
+
+
+def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1, threshold: float = 0.0,
+             on_error: Callable[[UserError], None] = lambda exc: None) -> list[Prediction]:
+    """Classify image files with one forward pass over all of them.
+
+    Each file is mapped to the model's input by
+    :func:`~softmax_cli.data.images.image_to_input` with the checkpoint's image shape, pixel
+    scale and normalisation style (what ``data.source: folder`` training uses too); the rows
+    are stacked into one float array (n, h * w) and go through the network together.
+
+    Args:
+        ckpt: a loaded checkpoint.
+        files: image files, any format Pillow reads (told by content, not name); a
+            :class:`UserError` among them (see :func:`~softmax_cli.data.images.find_files`)
+            is passed to ``on_error`` in its turn.
+        top_k: how many classes each answer lists (at most the number of classes).
+        threshold: below this highest probability the answer is :data:`UNKNOWN` (0: never).
+        on_error: called with the :class:`UserError` of each file that cannot be used
+            (unreadable, not an image, too large, no ink); that file is skipped.
+
+    Returns:
+        One :class:`Prediction` per usable file, in the order of ``files``.
+    """
+    rows, kept = [], []
+    for path in files:
+        if isinstance(path, UserError):
+            on_error(path)
+            continue
+        try:
+            rows.append(image_to_input(path, ckpt.image_shape, ckpt.preprocessor.pixel_max,
+                                       ckpt.meta["image_style"]))
+            kept.append(path)
+        except UserError as exc:
+            on_error(exc)
+    if not rows:
+        return []
+    X = ckpt.preprocessor.transform(np.stack(rows), ckpt.model.dtype)
+    proba = ckpt.model.predict_proba(X, batch_size=len(X))          # one forward pass
+    sure = answered(proba, threshold)
+    k = min(top_k, proba.shape[1])
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    out = []
+    for path, row, idx, ok in zip(kept, proba, order, sure):
+        top = [(ckpt.classes[i], float(row[i])) for i in idx]
+        out.append(Prediction(str(path), top[0][0] if ok else UNKNOWN, top[0][1], top))
+    return out
+
+
+def format_table(preds: Sequence[Prediction]) -> str:
+    """Predictions as an aligned text table: path, class, probability, and with top-k > 1
+    a column of the k most probable classes, ``class (probability)`` each."""
+    k = max(len(p.top) for p in preds)
+    head = ["path", "class", "probability"] + ([f"top {k}"] if k > 1 else [])
+    body = [[p.path, p.label, f"{p.probability:.4f}"]
+            + (["  ".join(f"{c} ({q:.4f})" for c, q in p.top)] if k > 1 else []) for p in preds]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(3)]
+
+    def line(cells: list[str]) -> str:
+        text = f"{cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  {cells[2]:>{widths[2]}}"
+        return (text + "  " + cells[3]) if len(cells) > 3 else text
+
+    return "\n".join(line(r) for r in [head, *body])
+
+
+def csv_columns(k: int) -> list[str]:
+    """``path, class, probability, top1_class, top1_probability, ..., top{k}_probability``."""
+    return ["path", "class", "probability"] + [f"top{r}_{what}" for r in range(1, k + 1)
+                                               for what in ("class", "probability")]
+
+
+def check_output(path: Path) -> None:
+    """Refuse an ``--output`` that can never be written, before any work is done.
+
+    Raises:
+        UserError: ``path`` is an existing folder, or its folder does not exist.
+    """
+    if path.is_dir():
+        raise UserError(f"{path}: --output is a folder; give a file name such as {path / 'preds.csv'}")
+    if not path.absolute().parent.is_dir():
+        raise UserError(f"{path}: --output: the folder {path.absolute().parent} does not exist")
+
+
+def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
+    """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`).
+
+    An existing file is never overwritten: when ``path`` exists the next free name of
+    ``NAME-2.csv``, ``NAME-3.csv``, ... is used, and created exclusively (``open(mode="x")``),
+    so a file that appears meanwhile is not overwritten either.
+
+    Returns:
+        The path written.
+
+    Raises:
+        OSError: the file cannot be created or written (naming it).
+    """
+    k = max(len(p.top) for p in preds)
+    for i in range(1, 100_000):
+        target = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
+        try:
+            f = open(target, "x", newline="", encoding="utf-8")
+        except FileExistsError:
+            continue
+        with f:
+            writer = csv.writer(f)
+            writer.writerow(csv_columns(k))
+            for p in preds:
+                writer.writerow([p.path, p.label, p.probability] + [v for pair in p.top for v in pair])
+        return target
+    raise UserError(f"{path}: no free file name for --output")
