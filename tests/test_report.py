@@ -154,24 +154,24 @@ def test_inspect_prints_what_is_inside_a_checkpoint(digits_run):
     proc = run_softmax("inspect", best, cwd=cwd)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     lines = {line[:18].strip(): line[18:] for line in proc.stdout.splitlines()}
-    assert lines["architecture"].startswith("MLP 64-256-10: 1 hidden layer (relu)")
-    assert lines["parameters"] == f"{n_params:,}" == "19,210"
-    assert lines["layer 1"].startswith("W0 64x256 + b0 256 = 16,640")
+    assert lines["architecture"].startswith("MLP 64-512-10: 1 hidden layer (relu)")
+    assert lines["parameters"] == f"{n_params:,}" == "38,410"
+    assert lines["layer 1"].startswith("W0 64x512 + b0 512 = 33,280")
     assert lines["classes"] == "10: 0 1 2 3 4 5 6 7 8 9"
     assert lines["input"] == "8x8 images (uci_digits style)"
     assert lines["data"].startswith("scikit-learn digits (8x8, 1797 images); source digits")
     assert lines["preprocessing"].startswith("normalize global, pixel_max 16: x' = (x - ")
-    assert lines["training config"].startswith("epochs 60, batch_size 64")
+    assert lines["training config"].startswith("epochs 150, batch_size 32")
     assert lines["optimizer"].startswith("name adam, lr 0.001")
-    assert lines["epoch"] == f"{digits_run['best_epoch']} (the best by val_loss)"
+    assert lines["epoch"] == f"{digits_run['best_epoch']} (the best by val_acc)"
     assert f"test_acc {digits_run['test_acc']:.4f}" in lines["metrics"]
     assert f"val_loss {digits_run['val_loss']:.4f}" in lines["metrics"]
     assert "training state" not in lines
 
     info = json.loads(run_softmax("inspect", best, "--json", cwd=cwd).stdout)
-    assert info["model"]["parameters"] == n_params and info["model"]["sizes"] == [64, 256, 10]
+    assert info["model"]["parameters"] == n_params and info["model"]["sizes"] == [64, 512, 10]
     assert info["metrics"]["test_acc"] == digits_run["test_acc"] and info["epoch"] == digits_run["best_epoch"]
-    assert info["config"]["train"]["epochs"] == 60 and info["training_state"] is None
+    assert info["config"]["train"]["epochs"] == 150 and info["training_state"] is None
 
     last = json.loads(run_softmax("inspect", digits_run["last_checkpoint"], "--json", cwd=cwd).stdout)
     assert last["training_state"]["epochs_done"] == last["epoch"] == digits_run["epochs_run"]
@@ -182,18 +182,20 @@ def test_inspect_prints_what_is_inside_a_checkpoint(digits_run):
 def test_inspect_draws_the_first_layer_weights_tile_by_tile(digits_run, tmp_path):
     out = tmp_path / "w0.png"
     proc = run_softmax("inspect", digits_run["best_checkpoint"], "--weights", out, cwd=tmp_path)
-    assert proc.returncode == 0 and "256 first-layer units" in proc.stderr, proc.stderr
-    pixels = open_png(out, (612, 642))
+    assert proc.returncode == 0 and "512 first-layer units" in proc.stderr, proc.stderr
+    # 23 x 23 tiles (the last row part-filled) of 8 x 8 weights, each weight a 2 x 2 block
+    # (600 // 206 pixels), one grey pixel row between tiles, the mosaic's corner at (20, 50):
+    # a clearly positive weight is red, a negative blue
+    side = 23 * 9 - 1
+    pixels = open_png(out, (side * 2 + 40, side * 2 + 70))
     with np.load(digits_run["best_checkpoint"]) as npz:
         W = npz["W0"]
-    # 16 x 16 tiles of 8 x 8 weights, each weight a 4 x 4 block, one grey pixel row between
-    # tiles, the mosaic's corner at (20, 50): a clearly positive weight is red, a negative blue
     checked = 0
-    for j in range(256):
-        r, c = divmod(j, 16)
+    for j in range(512):
+        r, c = divmod(j, 23)
         tile = W[:, j].reshape(8, 8) / np.abs(W[:, j]).max()
         for i, k in zip(*np.nonzero(np.abs(tile) > 0.3)):
-            red, _, blue = pixels[50 + (9 * r + i) * 4 + 2, 20 + (9 * c + k) * 4 + 2]
+            red, _, blue = pixels[50 + (9 * r + i) * 2 + 1, 20 + (9 * c + k) * 2 + 1]
             assert (red > blue) == (tile[i, k] > 0), (j, i, k)
             checked += 1
     assert checked > 1000

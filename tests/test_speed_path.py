@@ -125,7 +125,7 @@ def test_predict_and_inspect_never_import_matplotlib(digits_run):
     proc = subprocess.run([sys.executable, "-c", code, digits_run["best_checkpoint"], str(SAMPLES / "digits-7.png")],
                           capture_output=True, text=True, cwd=digits_run["cwd"])
     assert proc.returncode == 0, proc.stderr
-    assert "\t7 (" in proc.stdout and "MLP 64-256-10" in proc.stdout      # both commands ran
+    assert "digits-7.png  7" in proc.stdout and "MLP 64-512-10" in proc.stdout      # both commands ran
     assert proc.stderr.strip() == "False"
 
 
