@@ -33,16 +33,16 @@ from .optim import Optimizer, make_optimizer
 from .schedules import Plateau, scheduled_lr
 
 METRIC_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_time_s"]
-CURVES_EVERY_S = 10.0   # redraw curves.png at most this often while training (drawing takes ~0.1 s)
+CURVES_EVERY_S = 10.0   # redraw curves.png at most this often while training (drawing takes ~1 s)
 
 
 class CurvesWriter:
     """Keeps ``curves.png`` of a run (:func:`~softmax_cli.report.plot_curves`) up to date.
 
-    Drawing takes about 0.1 s, longer than a whole epoch of a small model, so the picture
-    is redrawn after an epoch only when :data:`CURVES_EVERY_S` seconds have passed since it
-    was last drawn (and after the first epoch of a run or a resumed run), and always when
-    training ends: finished, stopped early, interrupted (SIGINT, SIGTERM) or stopped by a
+    Drawing costs about a second (importing matplotlib, then 0.3-0.8 s a picture), longer
+    than a whole epoch of a small model, so the picture is drawn after an epoch only when
+    :data:`CURVES_EVERY_S` seconds have passed since training started or since it was last
+    drawn (a short run draws it once), and always when training ends: finished, stopped early, interrupted (SIGINT, SIGTERM) or stopped by a
     non-finite loss. Each picture is written atomically, so an interrupted run keeps a
     whole one; a resumed run holds all earlier rows, so its final picture shows every
     epoch. matplotlib is imported on the first drawing.
@@ -50,7 +50,7 @@ class CurvesWriter:
 
     def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S):
         self.path, self.monitor, self.every_s = path, monitor, every_s
-        self.drawn_at: float | None = None
+        self.drawn_at = time.monotonic()     # the clock starts with training
 
     def update(self, rows: list[dict], best_epoch: int, force: bool = False) -> None:
         """Redraw from ``rows`` (``metrics.csv`` rows) when due or ``force``; nothing without rows.
@@ -58,7 +58,7 @@ class CurvesWriter:
         Raises:
             OSError: the picture cannot be written; the previous one is intact.
         """
-        if not rows or not (force or self.drawn_at is None or time.monotonic() - self.drawn_at >= self.every_s):
+        if not rows or not (force or time.monotonic() - self.drawn_at >= self.every_s):
             return
         from .report import plot_curves
 

@@ -58,10 +58,12 @@ def test_the_curves_are_redrawn_when_due_and_always_when_forced(tmp_path):
     writer = CurvesWriter(path, "val_loss", every_s=3600)
     writer.update([], 0, force=True)                         # no epoch yet: nothing to draw
     assert not path.exists()
-    writer.update(ROWS[:1], 1)                               # the first epoch is drawn at once
+    writer.update(ROWS[:1], 1)                               # within every_s of the start: not drawn
+    assert not path.exists()
+    CurvesWriter(path, "val_loss", every_s=0).update(ROWS[:1], 1)   # when due: drawn
     assert path.exists()
     path.unlink()
-    writer.update(ROWS[:2], 2)                               # within every_s: not redrawn
+    writer.update(ROWS[:2], 2)                               # still within every_s: not drawn
     assert not path.exists()
     writer.update(ROWS[:2], 2, force=True)                   # the end of training: always
     open_png(path, (1000, 400))
