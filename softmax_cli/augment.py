@@ -10,7 +10,8 @@ noise smoothed by a Gaussian of standard deviation ``elastic_sigma`` pixels and 
 resampled once on it, by bilinear interpolation (``scipy.ndimage.map_coordinates``, order
 1) with the background (0 ink) outside the image. Labels are untouched.
 
-Two things keep this cheap enough to run on every batch (about 5 ms for 128 MNIST images):
+Two things keep this cheap enough to run on every batch (for 128 MNIST images, about 4.5 ms
+of affine distortion, 7.5 ms with the elastic field, on one core):
 the batch is resampled in one ``map_coordinates`` call over a tall image that stacks the
 images with a border of background around each, so that the interpolation is 2-D (4
 neighbours) and a sample outside an image reads its border, never its neighbour; and the

@@ -496,8 +496,12 @@ def check_resumable(ckpt: Checkpoint, cfg: Config) -> dict:
             its run already finished (all epochs, or stopped early).
     """
     state = ckpt.meta.get("train_state")
-    if not isinstance(state, dict) or any(k not in state for k in _STATE_KEYS):
+    if not isinstance(state, dict):
         raise UserError(f"{ckpt.path}: no training state to resume from; resume from the run's last.npz")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:   # e.g. a last.npz from before the lr schedules ("lr")
+        raise UserError(f"{ckpt.path}: its training state lacks {', '.join(missing)} (written by an older "
+                        f"softmax?); it cannot be resumed: start a new run from its config.yaml")
     es = cfg.train.early_stopping
     if state["epoch"] >= cfg.train.epochs or (es is not None and state["stale"] >= es.patience):
         how = "stopped early at" if state["epoch"] < cfg.train.epochs else "trained all"

@@ -102,6 +102,16 @@ def test_resume_refuses_what_it_cannot_continue(digits_run, tmp_path):
                       "last.npz", "already finished")
     assert_user_error(run_softmax("train", "--resume", run / "best.npz", cwd=tmp_path),
                       "best.npz", "no training state", "last.npz")
+    # a last.npz whose training state lacks a key (as one from before the lr schedules lacks "lr")
+    with np.load(run / "last.npz", allow_pickle=False) as npz:
+        saved = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(saved["metadata"]))
+    del meta["train_state"]["lr"]
+    meta["train_state"]["epoch"] = 1                      # unfinished, so only the missing key is wrong
+    saved["metadata"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "old-last.npz", **saved)
+    assert_user_error(run_softmax("train", "--resume", tmp_path / "old-last.npz", cwd=tmp_path),
+                      "old-last.npz", "training state lacks lr", "cannot be resumed")
     assert_user_error(run_softmax("train", CONFIGS / "digits.yaml", "--resume", run / "last.npz", cwd=tmp_path),
                       "--resume", "give no CONFIG, --set or --repeat")
     assert_user_error(run_softmax("train", cwd=tmp_path), "give a CONFIG file")
