@@ -44,10 +44,11 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from softmax_cli.data import Preprocessor  # noqa: E402
 from softmax_cli.data.sources import read_idx  # noqa: E402
 from softmax_cli.nn import MLP  # noqa: E402
 from softmax_cli.optim import Adam  # noqa: E402
-from softmax_cli.training import train_epoch  # noqa: E402
+from softmax_cli.training import StepSettings, compact_pixels, train_epoch  # noqa: E402
 
 SOFTMAX = str(Path(sys.executable).with_name("softmax"))
 
@@ -64,14 +65,19 @@ class Ours:
     name = "softmax (ours)"
 
     def __init__(self, X, y, sizes, bs, seed=0):
-        self.X, self.y = X, y
+        # what `softmax train` hands the loop: the raw pixels (uint8 here) and the
+        # preprocessing, applied to each batch as it is gathered; normalize "none" divides by
+        # 255, so the network sees the very numbers the peers get in X
+        self.X, self.y = compact_pixels(np.rint(X * 255)), y
+        self.settings = StepSettings(preprocess=Preprocessor.fit(X[:1], 255.0, "none"))
         self.rng = np.random.default_rng(seed)
         self.model = MLP(sizes, "relu", np.float32, rng=self.rng)
         self.opt = Adam(self.model.params, lr=1e-3, decay=[True, False] * self.model.n_layers)
         self.ws = self.model.workspace(bs)
 
     def epoch(self):
-        train_epoch(self.model, self.opt, self.X, self.y, self.rng.permutation(len(self.y)), self.ws)
+        train_epoch(self.model, self.opt, self.X, self.y, self.rng.permutation(len(self.y)), self.ws,
+                    settings=self.settings)
 
 
 class MatmulLimit:

@@ -32,14 +32,21 @@ def _sgd_kernel(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _adam_kernel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                 lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny):  # pragma: no cover (compiled)
-    # weight_decay: L2 (into the gradient); shrink: AdamW's decoupled factor 1 - lr * decay
+                 lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny, g_floor):  # pragma: no cover (compiled)
+    # weight_decay: L2 (into the gradient); shrink: AdamW's decoupled factor 1 - lr * decay.
+    # Subnormal numbers (below tiny) make arithmetic 10-100 x slower on x86, and backprop
+    # gives a few percent of gradients that are subnormal, or so small (below g_floor) that
+    # the term (1 - beta2) g^2 is: the first are taken as 0, the second add 0 to the second
+    # moment (such a term changes v only where sqrt(v) is far below eps, and so no weight);
+    # moments that decay below tiny are stored as 0. Normal numbers get the same arithmetic,
+    # in the same order, as the formula.
+    zero = p.dtype.type(0)                         # a bare 0 would turn the arithmetic float64
     for i in range(p.size):
-        gi = g[i] + weight_decay * p[i]
+        gi = g[i]
+        gi = (gi if abs(gi) >= tiny else zero) + weight_decay * p[i]
+        g_sq = gi if abs(gi) >= g_floor else zero
         mi = beta1 * m[i] + one_minus_beta1 * gi
-        vi = beta2 * v[i] + one_minus_beta2 * gi * gi
-        # Moments that decay below the smallest normal float are stored as 0: subnormal
-        # arithmetic is 10-100 x slower on x86, and such moments change no weight.
+        vi = beta2 * v[i] + one_minus_beta2 * g_sq * g_sq
         m[i] = mi if abs(mi) >= tiny else 0
         v[i] = vi if vi >= tiny else 0
         p[i] = shrink * p[i] - lr_m_hat * mi / (np.sqrt(vi * v_hat_scale) + eps)
@@ -160,15 +167,16 @@ class Adam(Optimizer):
     def _coefficients(self):
         b1, b2, t = self.beta1, self.beta2, self.t
         return {dt: tuple(dt.type(c) for c in (b1, 1 - b1, b2, 1 - b2, self.lr / (1 - b1 ** t),
-                                               1 / (1 - b2 ** t), self.eps, np.finfo(dt).tiny))
+                                               1 / (1 - b2 ** t), self.eps, np.finfo(dt).tiny,
+                                               np.sqrt(np.finfo(dt).tiny / max(1 - b2, 1e-30))))
                 for dt in {p.dtype for p in self.params}}
 
     def _update(self, i, p, g, coefficients, weight_decay):
-        b1, one_minus_b1, b2, one_minus_b2, lr_m_hat, v_hat_scale, eps, tiny = coefficients
+        b1, one_minus_b1, b2, one_minus_b2, lr_m_hat, v_hat_scale, eps, tiny, g_floor = coefficients
         dt = p.dtype.type
         l2, shrink = (0.0, 1.0 - self.lr * weight_decay) if self.decoupled else (weight_decay, 1.0)
         _adam_kernel(p, g, self.m[i], self.v[i], b1, one_minus_b1, b2, one_minus_b2,
-                     lr_m_hat, v_hat_scale, eps, dt(l2), dt(shrink), tiny)
+                     lr_m_hat, v_hat_scale, eps, dt(l2), dt(shrink), tiny, g_floor)
 
 
 class AdamW(Adam):

@@ -189,9 +189,10 @@ class StepSettings:
         label_smoothing: ``eps`` of the smoothed targets.
         dropout: rate per weight layer's input (see :meth:`MLP.loss_and_grads`), or None.
         max_norm: the max-norm constraint applied after each update (None: off).
-        augment: distorts a batch of raw pixel rows in place (an :class:`Augmenter`); the
-            epoch's ``X`` is then raw pixels, and ``preprocess`` maps each batch to inputs.
-        preprocess: the run's preprocessing, applied in place to each augmented batch.
+        augment: distorts a batch of raw pixel rows in place (an :class:`Augmenter`),
+            before ``preprocess``.
+        preprocess: the run's preprocessing. Given, the epoch's ``X`` holds raw pixels and
+            each batch is preprocessed as it is gathered; None: ``X`` is model input already.
         seed: with the epoch and the batch's index, seeds the batch's own generator for
             dropout masks and distortions, so that they do not depend on where a run was
             interrupted and resumed.
@@ -211,6 +212,20 @@ class StepSettings:
         return np.random.default_rng((self.seed, epoch, batch))
 
 
+def compact_pixels(X: np.ndarray) -> np.ndarray:
+    """``X`` as uint8 when that loses nothing (every value an integer in 0..255: MNIST's and
+    the digits' pixels), else ``X`` itself.
+
+    The training loop reads every row of the training set once an epoch, in random order;
+    a quarter of the bytes makes that gather about a third faster, and the float copy of
+    the preprocessed set (4 bytes a pixel) is never made.
+    """
+    if not (X.size and 0 <= X.min() and X.max() <= 255):    # NaN fails too
+        return X
+    compact = X.astype(np.uint8)
+    return compact if np.array_equal(compact, X) else X
+
+
 def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
                 order: np.ndarray, ws: Workspace,
                 on_batch: Callable[[int, float, int], None] | None = None, *,
@@ -220,13 +235,15 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
     """One epoch of mini-batch training: the batches are consecutive slices of ``order``.
 
     Each batch's rows are gathered from ``X`` into ``ws.X`` (so the data is never copied
-    whole), distorted and preprocessed when ``settings.augment`` is set, then one
+    whole) and preprocessed in the same pass (``settings.preprocess``; with
+    ``settings.augment`` the distortion comes between), then one
     :meth:`MLP.loss_and_grads`, one optimiser step and the max-norm constraint; nothing of
     the batch's size is allocated. The batch size is ``ws.batch_size``.
 
     Args:
-        X: preprocessed inputs (n, n_features) of the model's dtype (raw pixels of that
-            dtype with ``settings.augment``); y: int64 labels (n,).
+        X: raw pixels (n, n_features), uint8 (see :func:`compact_pixels`) or of the model's
+            dtype, with ``settings.preprocess``; else inputs of the model's dtype.
+            y: int64 labels (n,).
         order: int64 row indices (n,), a permutation of ``range(n)``.
         ws: the workspace of ``model`` for the batch size.
         on_batch: called after every batch with (rows seen, sum of losses so far, rows in
@@ -244,10 +261,22 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
     """
     bs, n = ws.batch_size, len(order)
     s = settings if settings is not None else StepSettings()
+    if s.preprocess is not None:
+        from .nn.kernels import gather_rows      # numba
+
+        dt, d = ws.X.dtype, ws.X.shape[1]
+        if s.augment is None:
+            offset, scale = s.preprocess.offset.astype(dt), s.preprocess.scale.astype(dt)
+        else:                                    # raw rows, preprocessed after the distortion
+            offset, scale = np.zeros(d, dt), np.ones(d, dt)
     for lo in range(start, n, bs):
         batch = order[lo:lo + bs]
         m = len(batch)
-        xb = np.take(X, batch, axis=0, out=ws.X[:m], mode="clip")
+        if s.preprocess is not None:
+            xb = ws.X[:m]
+            gather_rows(X, batch, offset, scale, xb)
+        else:
+            xb = np.take(X, batch, axis=0, out=ws.X[:m], mode="clip")
         yb = np.take(y, batch, out=ws.y[:m], mode="clip")
         noise = s.batch_rng(epoch, lo // bs)
         if s.augment is not None:
@@ -349,14 +378,12 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     tc = cfg.train
     n, bs = len(splits.y_train), tc.batch_size
     settings = StepSettings(label_smoothing=tc.label_smoothing, dropout=cfg.model.dropout_rates(),
-                            max_norm=tc.max_norm, seed=cfg.seed)
+                            max_norm=tc.max_norm, preprocess=pre, seed=cfg.seed)
     if tc.augment is not None:   # every source has 2-D images (CSV: data.image_shape or square)
         from .augment import Augmenter
 
-        settings.augment, settings.preprocess = Augmenter(tc.augment, ds.image_shape, min(bs, n)), pre
-        X_train = np.asarray(splits.X_train, dtype=dtype)     # raw pixels, preprocessed per batch
-    else:
-        X_train = pre.transform(splits.X_train, dtype)
+        settings.augment = Augmenter(tc.augment, ds.image_shape, min(bs, n))
+    X_train = compact_pixels(splits.X_train)    # raw pixels, preprocessed batch by batch
     y_train = splits.y_train
     X_val = pre.transform(splits.X_val, dtype) if splits.X_val is not None else None
 

@@ -136,3 +136,82 @@ def test_threads_option_trains_and_rejects_zero(tmp_path):
     proc = run_softmax("train", CONFIGS / "digits.yaml", "--threads", "0", cwd=tmp_path)
     assert proc.returncode == 2 and "--threads" in proc.stderr and "Traceback" not in proc.stderr
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["digits"]     # no second run
+
+
+# --------------------------------------------- the batch gather, the fused loss step
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("raw", ["uint8", "float32"])
+def test_gathering_a_batch_preprocesses_it_exactly_as_transform_does(dtype, raw):
+    from softmax_cli.data import Preprocessor
+    from softmax_cli.nn.kernels import gather_rows
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (40, 12)).astype(raw)
+    pre = Preprocessor.fit(pixels.astype(np.float32), 255.0, "per_feature")
+    rows = rng.permutation(40)[:9]
+    out = np.full((9, 12), np.nan, dtype)
+    gather_rows(pixels, rows, pre.offset.astype(dtype), pre.scale.astype(dtype), out)
+    np.testing.assert_array_equal(out, pre.transform(pixels[rows].astype(np.float32), dtype))
+
+
+def test_pixels_are_stored_as_bytes_only_when_nothing_is_lost():
+    from softmax_cli.training import compact_pixels
+
+    ints = np.array([[0, 16, 255], [3, 4, 5]], np.float32)
+    compact = compact_pixels(ints)
+    assert compact.dtype == np.uint8 and (compact == ints).all()
+    for kept in ([[0, 0.5]], [[0, 256]], [[-1, 3]], [[np.nan, 3]]):
+        X = np.array(kept, np.float32)
+        assert compact_pixels(X) is X
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_epoch_on_raw_pixels_equals_an_epoch_on_preprocessed_inputs(dtype):
+    # what `softmax train` runs (uint8 pixels, preprocessed as each batch is gathered)
+    # against the same epoch on inputs preprocessed up front: the same weights, bit for bit
+    from softmax_cli.data import Preprocessor
+    from softmax_cli.training import StepSettings, compact_pixels
+
+    rng = np.random.default_rng(4)
+    raw = rng.integers(0, 17, (50, 8)).astype(np.float32)
+    y, order = rng.integers(0, 3, 50), rng.permutation(50)
+    pre = Preprocessor.fit(raw, 16.0, "per_feature")
+    a = MLP([8, 6, 3], dtype=dtype, rng=np.random.default_rng(5))
+    b = MLP([8, 6, 3], dtype=dtype, params=[p.copy() for p in a.params])
+    out_a = train_epoch(a, Adam(a.params), compact_pixels(raw), y, order, a.workspace(16),
+                        settings=StepSettings(preprocess=pre))
+    out_b = train_epoch(b, Adam(b.params), pre.transform(raw, dtype), y, order, b.workspace(16))
+    assert out_a == out_b
+    for p, q in zip(a.params, b.params):
+        np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.parametrize("targets", [False, True])
+def test_the_loss_step_counts_hits_and_gives_the_output_bias_gradient(targets):
+    from softmax_cli.nn.functional import softmax_cross_entropy, softmax_cross_entropy_step
+
+    rng = np.random.default_rng(6)
+    Z, labels = rng.normal(size=(7, 4)), rng.integers(0, 4, 7)
+    Z[0] = [1.0, 3.0, 3.0, 0.0]                  # a tie: numpy.argmax takes the first, 1
+    labels[0] = 2
+    Z[1, labels[1]] = 10.0                       # a sure hit
+    y = np.eye(4)[labels] * 0.9 + 0.1 / 4 if targets else labels
+    bias_grad = np.full(4, np.nan)
+    dZ = Z.copy()
+    loss, hits = softmax_cross_entropy_step(dZ, y, 0.0, bias_grad)
+    assert hits == np.count_nonzero(Z.argmax(axis=1) == labels)
+    assert Z.argmax(axis=1)[0] == 1 and hits >= 1        # the tie counts as a miss
+    expected_loss, expected_dZ = softmax_cross_entropy(Z.copy(), y)
+    assert loss == expected_loss
+    np.testing.assert_array_equal(dZ, expected_dZ)
+    np.testing.assert_allclose(bias_grad, expected_dZ.sum(axis=0), atol=1e-16)
+
+
+def test_the_loss_step_refuses_a_bias_gradient_of_the_wrong_shape_or_dtype():
+    from softmax_cli.nn.functional import softmax_cross_entropy_step
+
+    Z = np.zeros((2, 3), np.float32)
+    for bad in (np.zeros(4, np.float32), np.zeros(3, np.float64)):
+        with pytest.raises(ValueError, match=r"bias_grad must be a \(3,\) float32 array"):
+            softmax_cross_entropy_step(Z, np.array([0, 1]), 0.0, bad)
+

@@ -136,6 +136,20 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, label_smoothing: float =
             label is outside ``[0, K)``, or ``label_smoothing`` is outside [0, 1) or given
             with target distributions.
     """
+    loss, _ = softmax_cross_entropy_step(Z, y, label_smoothing, np.empty(Z.shape[-1], dtype=Z.dtype))
+    return loss, Z
+
+
+def softmax_cross_entropy_step(Z: np.ndarray, y: np.ndarray, label_smoothing: float,
+                               bias_grad: np.ndarray) -> tuple[float, int]:
+    """:func:`softmax_cross_entropy` as a training step needs it, still in one pass over ``Z``.
+
+    Besides turning ``Z`` into ``dJ/dZ`` (same arguments, same errors), it writes the
+    column sums of ``dJ/dZ`` into ``bias_grad`` (K,) of ``Z``'s dtype: ``dJ/db`` of the
+    output layer, whose input to ``b`` is 1 for every row. It returns ``(J, hits)``: the
+    mean loss and how many rows' largest logit (the first, as ``numpy.argmax``) is their
+    label, or with target distributions the largest target.
+    """
     if Z.ndim != 2 or not Z.flags.c_contiguous or not Z.flags.writeable:
         raise ValueError(f"logits must be a writable C-contiguous (m, K) array, got shape {Z.shape}")
     if y.shape != Z.shape[:1] and y.shape != Z.shape:
@@ -145,8 +159,12 @@ def softmax_cross_entropy(Z: np.ndarray, y: np.ndarray, label_smoothing: float =
         raise ValueError(f"labels must lie in [0, {Z.shape[1]}), got {y.min()}..{y.max()}")
     if not 0 <= label_smoothing < 1 or (label_smoothing and y.ndim != 1):
         raise ValueError(f"label_smoothing must be in [0, 1) and used with integer labels, got {label_smoothing}")
+    if bias_grad.shape != Z.shape[1:] or bias_grad.dtype != Z.dtype:
+        raise ValueError(f"bias_grad must be a ({Z.shape[1]},) {Z.dtype} array, got {bias_grad.shape} {bias_grad.dtype}")
     from .kernels import softmax_xent_labels, softmax_xent_targets   # numba: training only
 
     if y.ndim == 1:
-        return float(softmax_xent_labels(Z, y, float(label_smoothing))), Z
-    return float(softmax_xent_targets(Z, np.ascontiguousarray(y, dtype=Z.dtype))), Z
+        loss, hits = softmax_xent_labels(Z, y, float(label_smoothing), bias_grad)
+    else:
+        loss, hits = softmax_xent_targets(Z, np.ascontiguousarray(y, dtype=Z.dtype), bias_grad)
+    return float(loss), int(hits)

@@ -1,10 +1,12 @@
-"""The loops behind :func:`softmax_cli.nn.functional.softmax_cross_entropy`, compiled by numba.
+"""The loops of the training step, compiled by numba.
 
-One pass per row of logits instead of the ten NumPy calls (each allocating) that the same
-formulas take; the formulas and their derivation are in the docstring of
-``softmax_cross_entropy`` and in ``../shared/docs/math.md``. Kept in their own module so that
-``softmax predict`` and ``softmax --help``, which never compute a gradient, do not import
-numba (about 0.2 s).
+Each replaces several NumPy calls (each a pass over memory, most allocating) by one pass: the
+softmax cross-entropy with its fused gradient, the row gather of a batch with its
+preprocessing, the dropout mask. The formulas and their derivation are in the docstrings of
+the functions that call them (:func:`~softmax_cli.nn.functional.softmax_cross_entropy`,
+:meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
+``../shared/docs/math.md``. Kept in their own module so that ``softmax predict`` and
+``softmax --help``, which never compute a gradient, do not import numba (about 0.2 s).
 """
 
 from __future__ import annotations
@@ -14,15 +16,22 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def softmax_xent_labels(Z, y, smoothing):  # pragma: no cover (compiled)
+def softmax_xent_labels(Z, y, smoothing, bias_grad):  # pragma: no cover (compiled)
     # targets Y_ij = (1 - smoothing) [j == y_i] + smoothing / K, never built as a matrix
     m, K = Z.shape
     off = smoothing / K                            # Y_ij off the label
     on = 1.0 - smoothing + off                     # Y_ij at the label
     total = 0.0
+    hits = 0
+    bias_grad[:] = 0
     for i in range(m):
         row = Z[i]
-        shift = row.max()
+        best = 0                                   # the first largest logit, as np.argmax
+        for j in range(1, K):
+            if row[j] > row[best]:
+                best = j
+        hits += best == y[i]
+        shift = row[best]
         s_label = row[y[i]] - shift
         sum_s = 0.0
         sum_exp = row.dtype.type(0)
@@ -36,16 +45,28 @@ def softmax_xent_labels(Z, y, smoothing):  # pragma: no cover (compiled)
         for j in range(K):
             row[j] = (row[j] / sum_exp - off) / m  # (A - Y) / m off the label ...
         row[y[i]] -= (on - off) / m                # ... and at it
-    return total / m
+        for j in range(K):
+            bias_grad[j] += row[j]                 # dJ/db = sum over rows of (A - Y) / m
+    return total / m, hits
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def softmax_xent_targets(Z, Y):  # pragma: no cover (compiled)
+def softmax_xent_targets(Z, Y, bias_grad):  # pragma: no cover (compiled)
     m, K = Z.shape
     total = 0.0
+    hits = 0
+    bias_grad[:] = 0
     for i in range(m):
         row = Z[i]
-        shift = row.max()
+        best = 0
+        label = 0                                  # the argmax of the target row
+        for j in range(1, K):
+            if row[j] > row[best]:
+                best = j
+            if Y[i, j] > Y[i, label]:
+                label = j
+        hits += best == label
+        shift = row[best]
         target = 0.0
         sum_exp = row.dtype.type(0)
         for j in range(K):
@@ -56,7 +77,20 @@ def softmax_xent_targets(Z, Y):  # pragma: no cover (compiled)
         total += np.log(sum_exp) - target
         for j in range(K):
             row[j] = (row[j] / sum_exp - Y[i, j]) / m
-    return total / m
+            bias_grad[j] += row[j]
+    return total / m, hits
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def gather_rows(X, rows, offset, scale, out):  # pragma: no cover (compiled)
+    # out[i] = (X[rows[i]] - offset) / scale, in out's dtype: the rows of a batch gathered
+    # and preprocessed in one pass; X may hold raw uint8 pixels (a quarter of the bytes)
+    dt = out.dtype.type
+    for i in range(rows.size):
+        src = X[rows[i]]
+        dst = out[i]
+        for j in range(dst.size):
+            dst[j] = (dt(src[j]) - offset[j]) / scale[j]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

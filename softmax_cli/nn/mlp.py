@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional import ACTIVATION_GRADS, ACTIVATIONS, softmax, softmax_cross_entropy
+from .functional import ACTIVATION_GRADS, ACTIVATIONS, softmax, softmax_cross_entropy_step
 
 
 def init_weights(n_in: int, n_out: int, activation: str | None, rng: np.random.Generator,
@@ -188,13 +188,15 @@ class MLP:
             raise ValueError(f"dropout {dropout} needs an rng, one rate per weight layer "
                              f"({self.n_layers}) and a workspace made with those rates")
         acts, inputs = self._forward(X, ws, dropout, rng)
-        n_correct = int(np.count_nonzero(acts[-1].argmax(axis=1) == (y if y.ndim == 1 else y.argmax(axis=1))))
-        loss, delta = softmax_cross_entropy(acts[-1], y, label_smoothing)   # acts[-1] becomes (A - Y) / m
         grads = ws.grads
+        # acts[-1] becomes delta = (A - Y) / m, and the output bias gets its gradient
+        loss, n_correct = softmax_cross_entropy_step(acts[-1], y, label_smoothing, grads[-1])
+        delta = acts[-1]
         grad_fn = ACTIVATION_GRADS[self.activation]
         for l in range(self.n_layers - 1, -1, -1):
             np.matmul(inputs[l].T, delta, out=grads[2 * l])
-            np.sum(delta, axis=0, out=grads[2 * l + 1])
+            if l < self.n_layers - 1:
+                np.sum(delta, axis=0, out=grads[2 * l + 1])
             if l > 0:
                 back = np.matmul(delta, self.weights[l].T, out=ws.delta[l - 1][:m])
                 if inputs[l] is not acts[l]:
