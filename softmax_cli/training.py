@@ -96,11 +96,17 @@ def make_run_dir(output_dir: str | Path, name: str) -> Path:
 def prepare_data(cfg: Config) -> tuple[Dataset, Splits]:
     """Load the config's dataset and split it (the same split for train and eval).
 
+    The splits hold copies of every row, so the returned dataset's ``X`` and ``y`` are
+    emptied (0 rows, the same number of features): keeping both would double the memory
+    (for MNIST, 180 MiB more).
+
     Raises:
         UserError: the data cannot be read or split (see :func:`load_dataset`).
     """
     ds = load_dataset(cfg.data)
-    return ds, make_splits(ds, cfg.data, cfg.seed)
+    splits = make_splits(ds, cfg.data, cfg.seed)
+    ds.X, ds.y = np.empty((0, ds.X.shape[1]), ds.X.dtype), np.empty(0, ds.y.dtype)
+    return ds, splits
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str,
@@ -220,7 +226,7 @@ def compact_pixels(X: np.ndarray) -> np.ndarray:
     a quarter of the bytes makes that gather about a third faster, and the float copy of
     the preprocessed set (4 bytes a pixel) is never made.
     """
-    if not (X.size and 0 <= X.min() and X.max() <= 255):    # NaN fails too
+    if X.dtype == np.uint8 or not (X.size and 0 <= X.min() and X.max() <= 255):    # NaN fails too
         return X
     compact = X.astype(np.uint8)
     return compact if np.array_equal(compact, X) else X

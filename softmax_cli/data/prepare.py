@@ -59,6 +59,21 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
     return Splits(X, y, X_val, y_val, X_test, y_test)
 
 
+def _mean_and_std(X: np.ndarray, rows: int = 4096) -> tuple[float, float]:
+    """Mean and (population) standard deviation of all of ``X``'s values, in float64.
+
+    ``X.std(dtype=np.float64)`` makes a float64 copy of ``X`` (``x - mean``): 340 MiB for
+    MNIST's training images, more than the images themselves. The same two passes run here
+    ``rows`` rows at a time.
+    """
+    mean = float(X.mean(dtype=np.float64))
+    squares = 0.0
+    for i in range(0, len(X), rows):
+        centred = X[i:i + rows].astype(np.float64) - mean
+        squares += float((centred * centred).sum())
+    return mean, float(np.sqrt(squares / X.size)) if X.size else 0.0
+
+
 @dataclass
 class Preprocessor:
     """``x' = (x - offset) / scale``, per feature; fitted on the training split only.
@@ -87,8 +102,8 @@ class Preprocessor:
             scaler = StandardScaler().fit(X)
             offset, scale = scaler.mean_, scaler.scale_  # scale_ is 1 for constant features
         elif normalize == "global":
-            std = float(X.std(dtype=np.float64))
-            offset = np.full(d, X.mean(dtype=np.float64))
+            mean, std = _mean_and_std(X)
+            offset = np.full(d, mean)
             scale = np.full(d, std if std > 0 else 1.0)
         elif normalize == "none":
             offset, scale = np.zeros(d), np.full(d, pixel_max)
