@@ -223,8 +223,9 @@ def compact_pixels(X: np.ndarray) -> np.ndarray:
     the digits' pixels), else ``X`` itself.
 
     The training loop reads every row of the training set once an epoch, in random order;
-    a quarter of the bytes makes that gather about a third faster, and the float copy of
-    the preprocessed set (4 bytes a pixel) is never made.
+    with a quarter of the bytes that gather took a third less time in isolation and about
+    a quarter less inside the loop (MNIST, 2-core AMD EPYC), and no float copy of the
+    preprocessed set (4 bytes a pixel) is made.
     """
     if X.dtype == np.uint8 or not (X.size and 0 <= X.min() and X.max() <= 255):    # NaN fails too
         return X
