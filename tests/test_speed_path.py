@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -215,3 +216,103 @@ def test_the_loss_step_refuses_a_bias_gradient_of_the_wrong_shape_or_dtype():
         with pytest.raises(ValueError, match=r"bias_grad must be a \(3,\) float32 array"):
             softmax_cross_entropy_step(Z, np.array([0, 1]), 0.0, bad)
 
+
+
+# ------------------------------------------- loops split over threads, and the thread pools
+def _numba_threads_available() -> int:
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
+
+
+needs_two_threads = pytest.mark.skipif("_numba_threads_available() < 2", reason="one core: nothing to split")
+
+
+@needs_two_threads
+def test_a_gather_split_over_threads_equals_the_gather_on_one():
+    from softmax_cli.nn.kernels import gather_rows
+
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (500, 97)).astype(np.uint8)
+    rows = rng.permutation(500)[:131]            # an odd count: the chunks differ in size
+    offset, scale = rng.normal(size=97).astype(np.float32), rng.uniform(1, 3, 97).astype(np.float32)
+    one, split = (np.full((131, 97), np.nan, np.float32) for _ in range(2))
+    gather_rows(pixels, rows, offset, scale, one)
+    gather_rows(pixels, rows, offset, scale, split, 2)
+    np.testing.assert_array_equal(split, one)
+    np.testing.assert_array_equal(one, (pixels[rows].astype(np.float32) - offset) / scale)
+
+
+@needs_two_threads
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_an_update_split_over_threads_equals_the_update_on_one(name):
+    # every entry gets the same arithmetic, so the weights agree bit for bit after many steps
+    import numba
+
+    from softmax_cli.nn.kernels import MIN_CHUNK, parallel_chunks
+    from softmax_cli.optim import make_optimizer
+
+    rng = np.random.default_rng(6)
+    shapes = [(3 * MIN_CHUNK + 7,), (5,)]       # one parameter worth splitting, one not
+    settings = {"lr": 1e-2, "weight_decay": 1e-3, "momentum": 0.9, "nesterov": True}
+    previous = numba.get_num_threads()
+    runs = {}
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            assert parallel_chunks(shapes[0][0]) == threads and parallel_chunks(5) == 1
+            params = [np.random.default_rng(7).normal(size=s).astype(np.float32) for s in shapes]
+            opt = make_optimizer(name, params, decay=[True, False], **settings)
+            for _ in range(5):
+                opt.step([rng.normal(size=s).astype(np.float32) * 1e-3 for s in shapes])
+            runs[threads] = params
+            rng = np.random.default_rng(6)
+    finally:
+        numba.set_num_threads(previous)
+    for one, split in zip(runs[1], runs[2]):
+        np.testing.assert_array_equal(split, one)
+    assert not np.array_equal(runs[1][0], np.random.default_rng(7).normal(size=shapes[0]).astype(np.float32))
+
+
+def test_limit_threads_caps_blas_and_numba_and_restores_them():
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from softmax_cli.threads import limit_threads
+
+    before_numba = numba.get_num_threads()
+    before_blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with limit_threads(1, numba=True):
+        assert numba.get_num_threads() == 1
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    assert numba.get_num_threads() == before_numba
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before_blas
+
+
+def test_the_pool_settings_are_defaults_that_a_user_setting_overrides(monkeypatch):
+    from softmax_cli.threads import POOL_ENVIRONMENT, prepare_environment
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    prepare_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert os.environ["OPENBLAS_THREAD_TIMEOUT"] == POOL_ENVIRONMENT["OPENBLAS_THREAD_TIMEOUT"]
+
+
+def test_the_softmax_command_sets_the_pools_before_numpy_loads():
+    # OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when NumPy loads it: main() must set it first
+    code = """
+import os, sys
+from softmax_cli import cli
+assert "numpy" not in sys.modules
+sys.argv = ["softmax", "--version"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), os.environ.get("OMP_WAIT_POLICY"))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-2:] == ["4", "PASSIVE"]
