@@ -16,10 +16,6 @@ lr 1e-3, float32, it times one epoch of:
 The methods take turns, one epoch each per round, so a slow moment of this shared machine
 hits all of them; the figures are medians over the rounds and the ratios are between those
 medians. Every method gets the same number of threads: all cores (``--threads``), then one.
-Ours runs in this process, set up as ``softmax train`` sets itself up (the thread-pool
-variables of ``softmax_cli.threads``, before NumPy loads); the others run in one child
-process with the environment this script was started with, each library as it comes, so
-that our settings neither help nor hinder them (PyTorch's OpenMP would share numba's).
 Before that (while this process is small): the peak memory of ``softmax train`` on MNIST
 against the size of its training images, and the start-up time of ``softmax --help`` and
 ``softmax predict one.png`` against ``python -c "import numpy, PIL.Image"``. After it: how
@@ -34,8 +30,6 @@ Targets (issue 4): ours <= 1.3 x the matrix products; >= 1.35 x faster than PyTo
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import json
 import os
 import statistics
 import subprocess
@@ -45,16 +39,11 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+from threadpoolctl import threadpool_limits
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from softmax_cli.threads import limit_threads, prepare_environment  # noqa: E402
-
-START_ENVIRONMENT = dict(os.environ)      # the peers' child process gets this one
-if "--peer-process" not in sys.argv:
-    prepare_environment()     # what `softmax` does before NumPy loads OpenBLAS (ours alone)
-
-import numpy as np  # noqa: E402
 
 from softmax_cli.data import Preprocessor  # noqa: E402
 from softmax_cli.data.sources import read_idx  # noqa: E402
@@ -159,11 +148,12 @@ class Torch:
             self.opt.step()
 
 
-PEERS = {c.__name__: c for c in (MatmulLimit, SklearnMLP, Torch)}
-
-
 def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None     # not imported here (see above)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def timed(fn) -> float:
@@ -172,80 +162,14 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-class Local:
-    """A method built and timed in this process."""
-
-    def __init__(self, method):
-        self.name, self.method = method.name, method
-
-    def seconds(self) -> float:
-        return timed(self.method.epoch)
-
-
-class PeerProcess:
-    """The child process that runs the peers: it loads MNIST once, then answers one JSON
-    line per request: build a method, or time one epoch of it (timed in the child)."""
-
-    def __init__(self, data: Path):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--peer-process", "--data", str(data)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env=START_ENVIRONMENT)
-
-    def ask(self, **request) -> dict:
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            sys.exit(f"the peers' process ended (exit code {self.proc.wait()}); see its message above")
-        return json.loads(line)
-
-    def method(self, cls, sizes: list[int], bs: int, threads: int) -> "Remote":
-        key = self.ask(build=cls.__name__, sizes=sizes, bs=bs, threads=threads)["key"]
-        return Remote(self, cls.name, key)
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait()
-
-
-class Remote:
-    def __init__(self, process: PeerProcess, name: str, key: int):
-        self.process, self.name, self.key = process, name, key
-
-    def seconds(self) -> float:
-        return self.process.ask(epoch=self.key)["seconds"]
-
-
-def serve_peers(data: Path) -> None:
-    """The loop of the peers' process (``--peer-process``): requests on stdin, answers on stdout."""
-    from threadpoolctl import threadpool_limits
-
-    X, y = load_mnist(data)
-    methods = {}
-    for line in sys.stdin:
-        request = json.loads(line)
-        if "build" in request:
-            threads = request["threads"]
-            threadpool_limits(limits=threads)          # stays in force until changed
-            if request["build"] == "Torch":
-                import torch
-                torch.set_num_threads(threads)
-            key = len(methods)
-            methods[key] = PEERS[request["build"]](X, y, request["sizes"], request["bs"])
-            answer = {"key": key}
-        else:
-            answer = {"seconds": timed(methods[request["epoch"]].epoch)}
-        print(json.dumps(answer), flush=True)
-
-
 def compare(methods: list, rounds: int) -> dict[str, float]:
     """Median epoch seconds of each method; one warm-up epoch each, then rounds in turn."""
     for m in methods:
-        m.seconds()
+        m.epoch()
     times: dict[str, list[float]] = {m.name: [] for m in methods}
     for _ in range(rounds):
         for m in methods:
-            times[m.name].append(m.seconds())
+            times[m.name].append(timed(m.epoch))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -311,16 +235,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=5, help="timed epochs per method (median)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the width and batch curves")
-    parser.add_argument("--peer-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"{args.data}: no MNIST here (pass --data DIR)")
-    if args.peer_process:
-        return serve_peers(args.data)
 
     checks = memory_and_startup(args.data)
     print()
-    peers = PeerProcess(args.data)
     X, y = load_mnist(args.data)
     sizes, bs = [784, 256, 10], 128
     have_torch = torch_available()
@@ -328,10 +248,12 @@ def main() -> None:
     for threads in dict.fromkeys([args.threads, 1]):     # all cores, then one (once if equal)
         print(f"MNIST {X.shape[0]} images, network {'-'.join(map(str, sizes))} ReLU, batch {bs}, "
               f"Adam lr 1e-3, float32, {threads} thread(s), median of {args.rounds} epochs per method")
-        with limit_threads(threads, numba=True):       # BLAS and numba, in this process
-            classes = [MatmulLimit, SklearnMLP] + ([Torch] if have_torch else [])
-            methods = [Local(Ours(X, y, sizes, bs))] + [peers.method(c, sizes, bs, threads) for c in classes]
-            med = compare(methods, args.rounds)
+        if have_torch:
+            import torch
+            torch.set_num_threads(threads)
+        with threadpool_limits(limits=threads):
+            classes = [Ours, MatmulLimit, SklearnMLP] + ([Torch] if have_torch else [])
+            med = compare([c(X, y, sizes, bs) for c in classes], args.rounds)
         ours, limit = med[Ours.name], med[MatmulLimit.name]
         print(f"{'method':<30} {'s/epoch':>8} {'x ours':>8}")
         for name, t in med.items():
@@ -348,24 +270,21 @@ def main() -> None:
                                  med[Torch.name] / ours >= 1.35))
 
     if not args.no_sweep:
-        with limit_threads(args.threads, numba=True):
-            def pair(s, batch):
-                return [Local(Ours(X, y, s, batch)), peers.method(MatmulLimit, s, batch, args.threads)]
-
+        with threadpool_limits(limits=args.threads):
             print("\nepoch time against hidden width (batch 128): seconds, and ours / matrix products")
             print(f"{'width':>6} {'ours':>8} {'matmul':>8} {'ratio':>6}")
             for width in (64, 128, 256, 512, 1024, 2048):
-                med = compare(pair([784, width, 10], 128), 2)
+                s = [784, width, 10]
+                med = compare([Ours(X, y, s, 128), MatmulLimit(X, y, s, 128)], 2)
                 print(f"{width:>6} {med[Ours.name]:8.3f} {med[MatmulLimit.name]:8.3f} "
                       f"{med[Ours.name] / med[MatmulLimit.name]:6.2f}")
             print("\nepoch time against batch size (width 256)")
             print(f"{'batch':>6} {'ours':>8} {'matmul':>8} {'ratio':>6}")
             for batch in (16, 32, 64, 128, 256, 512, 1024):
-                med = compare(pair(sizes, batch), 2)
+                med = compare([Ours(X, y, sizes, batch), MatmulLimit(X, y, sizes, batch)], 2)
                 print(f"{batch:>6} {med[Ours.name]:8.3f} {med[MatmulLimit.name]:8.3f} "
                       f"{med[Ours.name] / med[MatmulLimit.name]:6.2f}")
 
-    peers.close()
     results += checks
     print("\ntargets:")
     print("\n".join(results))

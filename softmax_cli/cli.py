@@ -17,7 +17,6 @@ import typer
 
 from . import __version__
 from .errors import UserError
-from .threads import limit_threads, prepare_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and run MLP classifiers for MNIST-style images.")
@@ -72,9 +71,19 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train, evaluate and run MLP classifiers for MNIST-style images."""
 
 
-THREADS_HELP = ("Threads for the matrix products (BLAS) and the optimiser's and data loops (numba), "
-                "e.g. 1 to leave other cores free; default: all cores. Results are reproducible for "
-                "a given thread count.")
+THREADS_HELP = ("Threads for the matrix products (BLAS), e.g. 1 to leave other cores free; "
+                "default: all cores. Results are reproducible for a given thread count.")
+
+
+def _threads(threads: Optional[int]):
+    """A context limiting the BLAS thread pools to ``threads`` (no limit when None)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads)
 
 
 SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as YAML; repeatable)."
@@ -153,7 +162,7 @@ def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
              f"{len(splits.y_test)} test; MLP {sizes} {cfg.model.activation}, "
              f"{cfg.train.optimizer.name} lr {cfg.train.optimizer.lr:g}, seed {cfg.seed}")
     try:
-        with limit_threads(threads, numba=True):
+        with _threads(threads):
             result = run_training(cfg, data, progress=not quiet and sys.stderr.isatty(),
                                   log=(lambda line: None) if quiet else _err, resume=ckpt)
     except TrainingInterrupted as exc:
@@ -224,7 +233,7 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         check_report_dir(report_dir)          # refused before the (longer) evaluation
     ckpt = load_checkpoint(checkpoint)
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
-    with limit_threads(threads):
+    with _threads(threads):
         ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
                                  keep_images=report_dir is not None)
     y = ev.y_true
@@ -448,5 +457,4 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
 
 def main() -> None:
     """Console-script entry point."""
-    prepare_environment()      # before NumPy loads OpenBLAS (see softmax_cli.threads)
     app()

@@ -10,22 +10,18 @@ Each update rule is one loop over the parameter's entries, compiled by numba: th
 moment updates and the step happen in a single pass over memory, where NumPy would make ten
 passes and allocate temporaries (the Adam update of a 784-256-10 network took 0.3 s of an
 MNIST epoch in NumPy, this loop 0.06 s). The loops are the formulas of the papers cited,
-written once (``_*_block``); there is no second NumPy copy. A large parameter is split into
-:func:`~softmax_cli.nn.kernels.parallel_chunks`, each updated by the same loop on its own
-thread (``_*_parallel``): every entry gets the same arithmetic with any number of threads. Coefficients are passed in the parameter's dtype so that
+written once; there is no second NumPy copy. Coefficients are passed in the parameter's dtype so that
 float32 parameters are updated in float32 arithmetic.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
-
-from .nn.kernels import parallel_chunks
+from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _sgd_block(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma: no cover (compiled)
+def _sgd_kernel(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma: no cover (compiled)
     for i in range(p.size):
         gi = g[i] + weight_decay * p[i]
         if momentum != 0:
@@ -34,17 +30,9 @@ def _sgd_block(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma:
         p[i] -= lr * gi
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _sgd_parallel(p, g, velocity, lr, momentum, nesterov, weight_decay, chunks):  # pragma: no cover (compiled)
-    n = p.size
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        _sgd_block(p[lo:hi], g[lo:hi], velocity[lo:hi], lr, momentum, nesterov, weight_decay)
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
-def _adam_block(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny, g_floor):  # pragma: no cover (compiled)
+def _adam_kernel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
+                 lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny, g_floor):  # pragma: no cover (compiled)
     # weight_decay: L2 (into the gradient); shrink: AdamW's decoupled factor 1 - lr * decay.
     # Subnormal numbers (below tiny) make arithmetic 10-100 x slower on x86, and backprop
     # gives a few percent of gradients that are subnormal, or so small (below g_floor) that
@@ -64,16 +52,6 @@ def _adam_block(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
         p[i] = shrink * p[i] - lr_m_hat * mi / (np.sqrt(vi * v_hat_scale) + eps)
 
 
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _adam_parallel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
-                   lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny, g_floor, chunks):  # pragma: no cover (compiled)
-    n = p.size
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        _adam_block(p[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], beta1, one_minus_beta1, beta2, one_minus_beta2,
-                    lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny, g_floor)
-
-
 class Optimizer:
     """Base class: holds the parameters and which of them get weight decay.
 
@@ -82,10 +60,6 @@ class Optimizer:
         lr: learning rate (> 0).
         weight_decay: L2 coefficient (>= 0) applied to ``params[i]`` where ``decay[i]``.
         decay: one flag per parameter; defaults to all True.
-
-    A parameter of many entries is updated by several threads
-    (:func:`~softmax_cli.nn.kernels.parallel_chunks`, from numba's thread count when the
-    optimiser is made); the result is the same with any number.
 
     Raises:
         ValueError: a parameter is not a C-contiguous float32 or float64 array.
@@ -102,8 +76,6 @@ class Optimizer:
         self.decay = list(decay) if decay is not None else [True] * len(params)
         self.t = 0  # steps taken
         self._flat = [p.reshape(-1) for p in params]   # views: the kernels loop over one axis
-        # threads per parameter, from numba's thread count now (the caller sets it first)
-        self._chunks = [parallel_chunks(p.size) for p in params]
 
     state_names: tuple[str, ...] = ()   # attributes holding one state array per parameter
 
@@ -170,12 +142,8 @@ class SGD(Optimizer):
         return {dt: (dt.type(self.lr), dt.type(self.momentum)) for dt in {p.dtype for p in self.params}}
 
     def _update(self, i, p, g, coefficients, weight_decay):
-        args = (p, g, self.velocity[i], *coefficients, self.nesterov, p.dtype.type(weight_decay))
-        chunks = self._chunks[i]
-        if chunks == 1:
-            _sgd_block(*args)
-        else:
-            _sgd_parallel(*args, chunks)
+        lr, momentum = coefficients
+        _sgd_kernel(p, g, self.velocity[i], lr, momentum, self.nesterov, p.dtype.type(weight_decay))
 
 
 class Adam(Optimizer):
@@ -193,31 +161,22 @@ class Adam(Optimizer):
         super().__init__(params, lr, **kw)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.m, self.v = self._state(), self._state()
-        # the scalars that do not change from step to step, in each parameter dtype
-        b1, b2 = self.beta1, self.beta2
-        self._constants = {dt: tuple(dt.type(c) for c in (b1, 1 - b1, b2, 1 - b2, self.eps, np.finfo(dt).tiny,
-                                                          np.sqrt(np.finfo(dt).tiny / max(1 - b2, 1e-30))))
-                           for dt in {p.dtype for p in self.params}}
 
     state_names = ("m", "v")
 
     def _coefficients(self):
-        t = self.t
-        lr_m_hat, v_hat_scale = self.lr / (1 - self.beta1 ** t), 1 / (1 - self.beta2 ** t)
-        return {dt: (dt.type(lr_m_hat), dt.type(v_hat_scale)) for dt in self._constants}
+        b1, b2, t = self.beta1, self.beta2, self.t
+        return {dt: tuple(dt.type(c) for c in (b1, 1 - b1, b2, 1 - b2, self.lr / (1 - b1 ** t),
+                                               1 / (1 - b2 ** t), self.eps, np.finfo(dt).tiny,
+                                               np.sqrt(np.finfo(dt).tiny / max(1 - b2, 1e-30))))
+                for dt in {p.dtype for p in self.params}}
 
     def _update(self, i, p, g, coefficients, weight_decay):
-        lr_m_hat, v_hat_scale = coefficients
-        b1, one_minus_b1, b2, one_minus_b2, eps, tiny, g_floor = self._constants[p.dtype]
+        b1, one_minus_b1, b2, one_minus_b2, lr_m_hat, v_hat_scale, eps, tiny, g_floor = coefficients
         dt = p.dtype.type
         l2, shrink = (0.0, 1.0 - self.lr * weight_decay) if self.decoupled else (weight_decay, 1.0)
-        args = (p, g, self.m[i], self.v[i], b1, one_minus_b1, b2, one_minus_b2,
-                lr_m_hat, v_hat_scale, eps, dt(l2), dt(shrink), tiny, g_floor)
-        chunks = self._chunks[i]
-        if chunks == 1:
-            _adam_block(*args)
-        else:
-            _adam_parallel(*args, chunks)
+        _adam_kernel(p, g, self.m[i], self.v[i], b1, one_minus_b1, b2, one_minus_b2,
+                     lr_m_hat, v_hat_scale, eps, dt(l2), dt(shrink), tiny, g_floor)
 
 
 class AdamW(Adam):

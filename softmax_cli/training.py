@@ -269,9 +269,8 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
     bs, n = ws.batch_size, len(order)
     s = settings if settings is not None else StepSettings()
     if s.preprocess is not None:
-        from .nn.kernels import gather_rows, parallel_chunks      # numba
+        from .nn.kernels import gather_rows      # numba
 
-        chunks = parallel_chunks(ws.X.size)
         dt, d = ws.X.dtype, ws.X.shape[1]
         if s.augment is None:
             offset, scale = s.preprocess.offset.astype(dt), s.preprocess.scale.astype(dt)
@@ -282,7 +281,7 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         m = len(batch)
         if s.preprocess is not None:
             xb = ws.X[:m]
-            gather_rows(X, batch, offset, scale, xb, chunks)
+            gather_rows(X, batch, offset, scale, xb)
         else:
             xb = np.take(X, batch, axis=0, out=ws.X[:m], mode="clip")
         yb = np.take(y, batch, out=ws.y[:m], mode="clip")

@@ -7,32 +7,12 @@ the functions that call them (:func:`~softmax_cli.nn.functional.softmax_cross_en
 :meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
 ``../shared/docs/math.md``. Kept in their own module so that ``softmax predict`` and
 ``softmax --help``, which never compute a gradient, do not import numba (about 0.2 s).
-
-The loops over many independent entries (the gather here, the optimisers' updates in
-``softmax_cli.optim``) split their rows into :func:`parallel_chunks`, one per thread, when
-there is enough work to pay for waking a thread; each entry gets the same arithmetic either
-way, so the results do not depend on the number of threads. ``softmax_cli.threads`` explains
-how numba's threads and OpenBLAS's share the cores.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from numba import njit, prange
-
-# Entries of work per thread below which a loop runs on one thread. Waking a sleeping
-# worker costs about 20 microseconds (2-core AMD EPYC, OpenMP layer); a chunk of 2^15
-# float32 Adam updates or pixels takes 20-30 microseconds.
-MIN_CHUNK = 2 ** 15
-
-
-def parallel_chunks(size: int) -> int:
-    """How many threads a loop over ``size`` independent entries should use: numba's
-    thread count (``numba.set_num_threads``; ``softmax train --threads``), but at most one
-    per :data:`MIN_CHUNK` entries, and at least 1. It costs a few microseconds (numba takes a
-    lock): callers ask once per epoch or per optimiser, not per batch."""
-    return max(1, min(numba.get_num_threads(), size // MIN_CHUNK))
+from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -101,37 +81,16 @@ def softmax_xent_targets(Z, Y, bias_grad):  # pragma: no cover (compiled)
     return total / m, hits
 
 
-def gather_rows(X, rows, offset, scale, out, chunks=1):
-    """``out[i] = (X[rows[i]] - offset) / scale`` in ``out``'s dtype: the rows of a batch
-    gathered and preprocessed in one pass, split over ``chunks`` threads (each row gets the
-    same arithmetic with any number; :func:`parallel_chunks` says how many pay off).
-
-    ``X`` (n, d) may hold raw uint8 pixels (a quarter of the bytes); ``offset`` and
-    ``scale`` are (d,) of ``out``'s dtype; ``out`` is C-contiguous (len(rows), d). The row
-    indices are not checked: the caller passes indices into ``X`` (a permutation's slice).
-    """
-    if chunks == 1:
-        _gather_block(X, rows, offset, scale, out)
-    else:
-        _gather_parallel(X, rows, offset, scale, out, chunks)
-
-
 @njit(cache=True, nogil=True, error_model="numpy")
-def _gather_block(X, rows, offset, scale, out):  # pragma: no cover (compiled)
+def gather_rows(X, rows, offset, scale, out):  # pragma: no cover (compiled)
+    # out[i] = (X[rows[i]] - offset) / scale, in out's dtype: the rows of a batch gathered
+    # and preprocessed in one pass; X may hold raw uint8 pixels (a quarter of the bytes)
     dt = out.dtype.type
     for i in range(rows.size):
         src = X[rows[i]]
         dst = out[i]
         for j in range(dst.size):
             dst[j] = (dt(src[j]) - offset[j]) / scale[j]
-
-
-@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _gather_parallel(X, rows, offset, scale, out, chunks):  # pragma: no cover (compiled)
-    n = rows.size
-    for c in prange(chunks):
-        lo, hi = c * n // chunks, (c + 1) * n // chunks
-        _gather_block(X, rows[lo:hi], offset, scale, out[lo:hi])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
