@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from ..config import DataConfig
 from ..errors import UserError
 from .sources import Dataset
+
+if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
+    from ..config import DataConfig
 
 
 @dataclass

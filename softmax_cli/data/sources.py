@@ -15,13 +15,15 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from ..config import DataConfig
 from ..errors import UserError
 from .images import files_in, image_to_input, style_for
+
+if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
+    from ..config import DataConfig
 
 
 @dataclass
