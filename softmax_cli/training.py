@@ -265,8 +265,14 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
         ``(loss_sum, correct, end)``: the sum over rows of each row's batch loss (nats;
         divide by ``n`` for the epoch's mean), how many rows were classified right before
         their step, and how many rows of ``order`` are done (``len(order)`` unless stopped).
+
+    Raises:
+        ValueError: ``order`` holds an index outside ``range(len(X))`` (the compiled gather
+            does not check its indices, so they are checked here, once an epoch).
     """
     bs, n = ws.batch_size, len(order)
+    if n and (order.min() < 0 or order.max() >= len(X)):
+        raise ValueError(f"order holds row indices outside 0..{len(X) - 1}: {order.min()}..{order.max()}")
     s = settings if settings is not None else StepSettings()
     if s.preprocess is not None:
         from .nn.kernels import gather_rows      # numba

@@ -75,6 +75,25 @@ def test_train_epoch_gathers_batches_in_the_given_order():
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("bad", [-1, 20])
+@pytest.mark.parametrize("raw", [True, False])
+def test_train_epoch_refuses_row_indices_outside_the_data(bad, raw):
+    # the compiled gather does not check indices (and np.take would clip them): refused first
+    from softmax_cli.data import Preprocessor
+    from softmax_cli.training import StepSettings
+
+    X, y = np.zeros((20, 4), np.uint8 if raw else np.float32), np.zeros(20, np.int64)
+    model = MLP([4, 3], rng=np.random.default_rng(0))
+    before = [p.copy() for p in model.params]
+    settings = StepSettings(preprocess=Preprocessor.fit(np.zeros((1, 4), np.float32), 255.0, "none") if raw else None)
+    order = np.arange(20)
+    order[7] = bad
+    with pytest.raises(ValueError, match=r"outside 0\.\.19"):
+        train_epoch(model, Adam(model.params), X, y, order, model.workspace(8), settings=settings)
+    for p, q in zip(model.params, before):
+        np.testing.assert_array_equal(p, q)             # nothing trained on garbage
+
+
 def test_adam_flushes_subnormal_moments_to_zero():
     tiny = np.finfo(np.float32).tiny
     p = np.ones(3, np.float32)

@@ -31,7 +31,9 @@ class Dataset:
     """Raw data from one source, before splitting and scaling.
 
     Attributes:
-        X: float32 (n, d) pixel values, 0 = background, ``pixel_max`` = full ink.
+        X: float32 (n, d) pixel values, 0 = background, ``pixel_max`` = full ink. After
+            ``softmax_cli.training.prepare_data`` has split them, ``X`` and ``y`` are
+            emptied (0 rows): the splits hold the rows.
         y: int64 (n,) class indices into ``classes``.
         classes: class names, ``classes[i]`` is the name of label ``i``.
         image_shape: ``(height, width)`` of one image, ``height * width == d``.
