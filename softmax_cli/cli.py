@@ -246,7 +246,8 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
         described = ckpt.meta.get("data", cfg.data.source) if data is None else f"{data} ({cfg.data.source})"
         path = write_report(report_dir, images=ev.images, y_true=ev.y_true, y_pred=ev.y_pred, proba=ev.proba,
-                            classes=ckpt.classes, report=report, loss=ev.loss, accuracy=ev.accuracy,
+                            classes=ckpt.classes, report=report, rejects=rejects, loss=ev.loss,
+                            accuracy=ev.accuracy,
                             checkpoint=str(checkpoint), data=described, split=split)
         result["report"] = str(path)
         _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")

@@ -304,19 +304,21 @@ def write_per_class_csv(path: str | Path, per_class: list[dict]) -> None:
 
 
 def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                 proba: np.ndarray, classes: list[str], report: dict, loss: float, accuracy: float,
-                 checkpoint: str, data: str, split: str) -> Path:
+                 proba: np.ndarray, classes: list[str], report: dict, rejects: list[dict], loss: float,
+                 accuracy: float, checkpoint: str, data: str, split: str) -> Path:
     """Write an evaluation report into ``directory``, creating it when missing.
 
     Files (:data:`REPORT_FILES`): ``confusion_matrix.png`` (:func:`plot_confusion_matrix`),
     ``errors.png`` (:func:`plot_errors`), ``per_class.csv`` (:func:`write_per_class_csv`)
     and ``report.md``, which states the checkpoint, the data and split, the number of
-    images, accuracy and loss, and links the other three by relative paths.
+    images, accuracy and loss, the coverage and accuracy of the answers above each
+    probability threshold, and links the other three by relative paths.
 
     Args:
         images: float (n, h, w) of the evaluated images, ink 0..1.
         y_true, y_pred: int64 (n,) class indices into ``classes``; proba: (n, K).
         report: :func:`~softmax_cli.metrics.class_report` of the same predictions.
+        rejects: :func:`~softmax_cli.metrics.reject_report` of the same predictions.
         loss: mean cross-entropy (nats); accuracy: in [0, 1].
         checkpoint, data, split: as the report should name them.
 
@@ -366,6 +368,13 @@ def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarra
           f"| {c['support']} |" for c in report["per_class"]),
         f"| macro average | {macro['precision']:.4f} | {macro['recall']:.4f} | {macro['f1']:.4f} "
         f"| {macro['support']} |", "",
+        "## Answering only above a probability threshold", "",
+        "The share of images whose highest probability reaches the threshold (the rest would be "
+        "answered `unknown`, as `softmax predict --reject-threshold` does) and the accuracy on them.", "",
+        "| threshold | coverage | accuracy | answered |", "| ---: | ---: | ---: | ---: |",
+        *(f"| {r['threshold']:g} | {r['coverage']:.4f} | "
+          f"{'-' if r['accuracy'] is None else format(r['accuracy'], '.4f')} | {r['answered']} |" for r in rejects),
+        "",
     ]
     from .checkpoint import atomic_write
 

@@ -42,8 +42,8 @@ class CurvesWriter:
     Drawing costs about a second (importing matplotlib, then 0.3-0.8 s a picture), longer
     than a whole epoch of a small model, so the picture is drawn after an epoch only when
     :data:`CURVES_EVERY_S` seconds have passed since training started or since it was last
-    drawn (a short run draws it once), and always when training ends: finished, stopped early, interrupted (SIGINT, SIGTERM) or stopped by a
-    non-finite loss. Each picture is written atomically, so an interrupted run keeps a
+    drawn (a short run draws it once), and always when training ends: finished, stopped
+    early, interrupted (SIGINT, SIGTERM) or stopped by a non-finite loss. Each picture is written atomically, so an interrupted run keeps a
     whole one; a resumed run holds all earlier rows, so its final picture shows every
     epoch. matplotlib is imported on the first drawing.
     """
@@ -250,7 +250,7 @@ def train_epoch(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray,
     Args:
         X: raw pixels (n, n_features), uint8 (see :func:`compact_pixels`) or of the model's
             dtype, with ``settings.preprocess``; else inputs of the model's dtype.
-            y: int64 labels (n,).
+        y: int64 labels (n,).
         order: int64 row indices (n,), a permutation of ``range(n)``.
         ws: the workspace of ``model`` for the batch size.
         on_batch: called after every batch with (rows seen, sum of losses so far, rows in

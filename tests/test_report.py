@@ -112,6 +112,10 @@ def test_eval_report_writes_pictures_csv_and_a_markdown_summary(digits_run, tmp_
     for fact in (digits_run["best_checkpoint"], "| split | test |", "| images | 360 |",
                  f"| accuracy | {result['accuracy']:.4f}", f"| loss | {result['loss']:.4f}"):
         assert fact in text, fact
+    rows = re.findall(r"^\| ([\d.]+) \| ([\d.]+) \| ([\d.-]+) \| (\d+) \|$", text, re.M)
+    assert [(float(t), float(c), int(n)) for t, c, _, n in rows] == [
+        (r["threshold"], round(r["coverage"], 4), r["answered"]) for r in result["reject_report"]]
+    assert rows[0][2] == f"{result['accuracy']:.4f}"       # threshold 0 answers every image
 
 
 def test_eval_report_never_overwrites_a_report(digits_run, tmp_path):

@@ -149,6 +149,10 @@ def softmax_cross_entropy_step(Z: np.ndarray, y: np.ndarray, label_smoothing: fl
     output layer, whose input to ``b`` is 1 for every row. It returns ``(J, hits)``: the
     mean loss and how many rows' largest logit (the first, as ``numpy.argmax``) is their
     label, or with target distributions the largest target.
+
+    Raises:
+        ValueError: as :func:`softmax_cross_entropy`, or ``bias_grad`` is not (K,) of
+            ``Z``'s dtype.
     """
     if Z.ndim != 2 or not Z.flags.c_contiguous or not Z.flags.writeable:
         raise ValueError(f"logits must be a writable C-contiguous (m, K) array, got shape {Z.shape}")

@@ -83,8 +83,13 @@ def softmax_xent_targets(Z, Y, bias_grad):  # pragma: no cover (compiled)
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def gather_rows(X, rows, offset, scale, out):  # pragma: no cover (compiled)
-    # out[i] = (X[rows[i]] - offset) / scale, in out's dtype: the rows of a batch gathered
-    # and preprocessed in one pass; X may hold raw uint8 pixels (a quarter of the bytes)
+    """``out[i] = (X[rows[i]] - offset) / scale``: a batch's rows gathered and preprocessed
+    in one pass (``Preprocessor.transform``'s arithmetic, in ``out``'s dtype).
+
+    ``X`` (n, d) raw pixels, uint8 (a quarter of the bytes) or float; ``rows`` (m,) integer
+    row indices, not checked (``train_epoch`` checks them once an epoch); ``offset`` and
+    ``scale`` (d,) and ``out`` (m, d) of the model's dtype, float32 or float64.
+    """
     dt = out.dtype.type
     for i in range(rows.size):
         src = X[rows[i]]
