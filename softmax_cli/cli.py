@@ -215,9 +215,10 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
               help="A threshold for the report of answering only when the highest probability is at "
                    "least P, as predict --reject-threshold does (repeatable; default: 0, 0.5, 0.7, "
                    "0.8, 0.9, 0.95, 0.99, 0.999).")) -> None:
-    """Loss, accuracy, confusion matrix, per-class precision/recall/F1 of a checkpoint, the
-    coverage and accuracy of its answers above a range of probability thresholds, and with
-    --report, pictures and a report.md."""
+    """Loss, accuracy, confusion matrix and per-class precision/recall/F1 of a checkpoint.
+
+    Also the coverage and accuracy of its answers above probability thresholds; --report adds pictures.
+    """
     from .checkpoint import load_checkpoint
     from .config import config_from_dict, load_config
     from .metrics import (REJECT_THRESHOLDS, check_threshold, class_report, format_confusion_matrix,
