@@ -132,7 +132,7 @@ def test_backprop_with_smoothed_targets_matches_central_differences():
 
 def test_gradcheck_catches_a_wrong_derivative(monkeypatch):
     # tanh'(z) written as 1 - tanh(z) instead of 1 - tanh(z)^2: the check must fail
-    def wrong(A, delta):
+    def wrong(A, delta, scratch):
         delta *= 1 - A
         return delta
 

@@ -207,6 +207,36 @@ def test_an_epoch_on_raw_pixels_equals_an_epoch_on_preprocessed_inputs(dtype):
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("dropout", [None, [0.2, 0.5, 0.5]])
+def test_an_epoch_allocates_no_array_of_the_batch_size(activation, dropout):
+    # every (batch, width) array of a step lives in the workspace, the activations' working
+    # memory included; what NumPy allocates inside a call besides (a broadcast's iterator
+    # buffer, at most 8192 entries) is far smaller than one such array
+    import tracemalloc
+
+    from softmax_cli.data import Preprocessor
+    from softmax_cli.training import StepSettings, compact_pixels
+
+    rng = np.random.default_rng(7)
+    raw = rng.integers(0, 256, (2048, 64)).astype(np.float32)
+    X, y = compact_pixels(raw), rng.integers(0, 10, 2048)
+    model = MLP([64, 256, 128, 10], activation, np.float32, rng=rng)
+    optimizer, ws = Adam(model.params), model.workspace(1024, dropout=dropout)
+    settings = StepSettings(preprocess=Preprocessor.fit(raw, 255.0, "global"), dropout=dropout,
+                            label_smoothing=0.1, max_norm=3.0)
+    train_epoch(model, optimizer, X, y, rng.permutation(2048), ws, settings=settings)  # compiles
+    order = rng.permutation(2048)
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        train_epoch(model, optimizer, X, y, order, ws, settings=settings, epoch=2)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024    # a bool array (1024, 128), the smallest of the batch's size: 128 KiB
+
+
 @pytest.mark.parametrize("targets", [False, True])
 def test_the_loss_step_counts_hits_and_gives_the_output_bias_gradient(targets):
     from softmax_cli.nn.functional import softmax_cross_entropy, softmax_cross_entropy_step

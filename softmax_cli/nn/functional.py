@@ -16,20 +16,23 @@ LEAKY_RELU_SLOPE = 0.01  # Maas, Hannun & Ng (2013), "Rectifier nonlinearities i
 # Each activation works in place on the pre-activations Z and returns them as A = f(Z).
 # Each derivative multiplies the back-propagated delta, in place, by f'(Z) written in terms
 # of A = f(Z), so the backward pass needs only the activations it kept (as scikit-learn's
-# ``_base.py`` does). Adding an activation is one entry in each table.
-def _relu(Z):
+# ``_base.py`` does). Both get ``scratch``, an array of Z's shape and dtype they may overwrite
+# (the workspace's), so that no call allocates an array of the batch's size. Adding an
+# activation is one entry in each table.
+def _relu(Z, scratch):
     return np.maximum(Z, 0, out=Z)
 
 
-def _leaky_relu(Z):
-    return np.maximum(Z, LEAKY_RELU_SLOPE * Z, out=Z)   # max(z, a z) for 0 < a < 1
+def _leaky_relu(Z, scratch):
+    np.multiply(Z, LEAKY_RELU_SLOPE, out=scratch)
+    return np.maximum(Z, scratch, out=Z)           # max(z, a z) for 0 < a < 1
 
 
-def _tanh(Z):
+def _tanh(Z, scratch):
     return np.tanh(Z, out=Z)
 
 
-def _sigmoid(Z):
+def _sigmoid(Z, scratch):
     # 1 / (1 + exp(-z)) written through tanh, which never overflows: sigma(z) = (1 + tanh(z/2)) / 2
     np.multiply(Z, 0.5, out=Z)
     np.tanh(Z, out=Z)
@@ -37,24 +40,30 @@ def _sigmoid(Z):
     return np.multiply(Z, 0.5, out=Z)
 
 
-def _relu_grad(A, delta):
+def _relu_grad(A, delta, scratch):
     # f'(z) = 1 for z > 0, else 0 (and A > 0 exactly when z > 0). A multiply by the mask is
     # ten times faster than the boolean assignment ``delta[A <= 0] = 0``.
-    return np.multiply(delta, A > 0, out=delta)
+    np.greater(A, 0, out=scratch)
+    return np.multiply(delta, scratch, out=delta)
 
 
-def _leaky_relu_grad(A, delta):
-    return np.multiply(delta, LEAKY_RELU_SLOPE, out=delta, where=A <= 0)   # others keep f' = 1
+def _leaky_relu_grad(A, delta, scratch):
+    # f'(z) = 1 for z > 0 (where A > 0), else a: max([A > 0], a) holds exactly 1 or a
+    np.greater(A, 0, out=scratch)
+    np.maximum(scratch, LEAKY_RELU_SLOPE, out=scratch)
+    return np.multiply(delta, scratch, out=delta)
 
 
-def _tanh_grad(A, delta):
-    delta *= 1 - A * A         # tanh'(z) = 1 - tanh(z)^2
-    return delta
+def _tanh_grad(A, delta, scratch):
+    np.multiply(A, A, out=scratch)
+    np.subtract(1, scratch, out=scratch)           # tanh'(z) = 1 - tanh(z)^2
+    return np.multiply(delta, scratch, out=delta)
 
 
-def _sigmoid_grad(A, delta):
-    delta *= A * (1 - A)       # sigma'(z) = sigma(z) (1 - sigma(z))
-    return delta
+def _sigmoid_grad(A, delta, scratch):
+    np.subtract(1, A, out=scratch)
+    np.multiply(scratch, A, out=scratch)           # sigma'(z) = sigma(z) (1 - sigma(z))
+    return np.multiply(delta, scratch, out=delta)
 
 
 ACTIVATIONS = {"relu": _relu, "leaky_relu": _leaky_relu, "tanh": _tanh, "sigmoid": _sigmoid}

@@ -118,7 +118,7 @@ class MLP:
             Z = np.matmul(inp, W, out=ws.Z[l][:m])
             Z += b
             if l < last:
-                ACTIVATIONS[self.activation](Z)
+                ACTIVATIONS[self.activation](Z, ws.scratch[l][:m])
             acts.append(Z)
         return acts, inputs
 
@@ -201,7 +201,7 @@ class MLP:
                 back = np.matmul(delta, self.weights[l].T, out=ws.delta[l - 1][:m])
                 if inputs[l] is not acts[l]:
                     back *= ws.mask[l][:m]          # through the dropout of layer l's input
-                delta = grad_fn(acts[l], back)
+                delta = grad_fn(acts[l], back, ws.scratch[l - 1][:m])
         return loss, grads, n_correct
 
     def apply_max_norm(self, max_norm: float) -> None:
@@ -228,6 +228,8 @@ class Workspace:
             activations in place; the last holds the logits, then the output delta.
         delta: per hidden layer, (batch_size, sizes[l + 1]): back-propagated deltas
             (training only, else None).
+        scratch: per hidden layer, (batch_size, sizes[l + 1]): working memory of the
+            activation and its derivative (e.g. the mask ``A > 0`` of ReLU's).
         grads: arrays shaped like the model's params (training only, else None).
         mask, dropped: per weight layer l, (batch_size, sizes[l]): the dropout mask of its
             input and the masked input, for the layers with a ``dropout`` rate above 0
@@ -241,6 +243,7 @@ class Workspace:
         self.X = np.empty((batch_size, sizes[0]), dtype=dtype)
         self.y = np.empty(batch_size, dtype=np.int64)
         self.Z = [np.empty((batch_size, n), dtype=dtype) for n in sizes[1:]]
+        self.scratch = [np.empty((batch_size, n), dtype=dtype) for n in sizes[1:-1]]
         self.delta = self.grads = None
         if training:
             self.delta = [np.empty((batch_size, n), dtype=dtype) for n in sizes[1:-1]]
