@@ -101,6 +101,27 @@ def test_preprocessor_is_fitted_on_the_training_split_only(mode):
     assert not np.allclose(shifted.mean(axis=0), 0, atol=1e-3)
 
 
+@pytest.mark.parametrize("rows", [1, 7, 50, 4096])
+def test_global_mean_and_std_in_chunks_equal_numpys(rows):
+    # MNIST-sized data takes several chunks; a slip in the chunking would change its scale
+    from softmax_cli.data.prepare import _mean_and_std
+
+    X = np.random.default_rng(3).uniform(0, 255, (50, 6)).astype(np.float32)
+    mean, std = _mean_and_std(X, rows=rows)
+    assert mean == pytest.approx(X.mean(dtype=np.float64), rel=1e-12)
+    assert std == pytest.approx(X.std(dtype=np.float64), rel=1e-12)
+
+
+def test_per_feature_scaling_leaves_constant_pixels_finite():
+    # MNIST's corner pixels are 0 in every image: StandardScaler's scale is 1 there, not 0
+    X = np.random.default_rng(4).uniform(0, 255, (20, 3)).astype(np.float32)
+    X[:, 1] = 0.0
+    pre = Preprocessor.fit(X, 255.0, "per_feature")
+    assert pre.scale[1] == 1.0 and pre.offset[1] == 0.0
+    Z = pre.transform(X)
+    assert np.isfinite(Z).all() and (Z[:, 1] == 0).all()
+
+
 @pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not available")
 def test_normalisation_reproduces_mnist_own_preprocessing():
     images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")[:300] / 255.0

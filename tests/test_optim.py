@@ -42,7 +42,7 @@ def test_adam_two_steps_follow_algorithm_1():
     np.testing.assert_allclose(run(Adam, [G1], lr=lr), 1 - lr * np.sign(G1), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["sgd", "adam"])
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
 def test_weight_decay_applies_only_to_flagged_parameters(name):
     w, b = np.array([2.0]), np.array([2.0])
     opt = make_optimizer(name, [w, b], decay=[True, False], lr=0.1, weight_decay=0.5, momentum=0.0)
@@ -50,6 +50,9 @@ def test_weight_decay_applies_only_to_flagged_parameters(name):
     assert b[0] == 2.0                  # zero gradient, no decay: unchanged
     if name == "sgd":
         assert w[0] == pytest.approx(2.0 - 0.1 * 0.5 * 2.0)
+    elif name == "adamw":
+        # decoupled: the loss gradient is 0, so m = 0 and only the shrink by lr * decay acts
+        assert w[0] == pytest.approx(2.0 * (1 - 0.1 * 0.5), rel=1e-12)
     else:
         # L2 (coupled) decay: Adam sees g = 0.5 * w, so a second step with a different w shows
         # the coefficient: m and v accumulate 0.5 * w_t, not the bare gradient

@@ -237,25 +237,29 @@ def test_an_epoch_allocates_no_array_of_the_batch_size(activation, dropout):
     assert peak < 64 * 1024    # a bool array (1024, 128), the smallest of the batch's size: 128 KiB
 
 
-@pytest.mark.parametrize("targets", [False, True])
-def test_the_loss_step_counts_hits_and_gives_the_output_bias_gradient(targets):
-    from softmax_cli.nn.functional import softmax_cross_entropy, softmax_cross_entropy_step
+@pytest.mark.parametrize("targets, smoothing", [(False, 0.0), (False, 0.1), (True, 0.0)])
+def test_the_loss_step_counts_hits_and_gives_the_output_bias_gradient(targets, smoothing):
+    # against the formulas in NumPy: J = -mean_i sum_j Y_ij log_softmax(Z)_ij and
+    # dJ/dZ = (softmax(Z) - Y) / m, with Y one-hot, smoothed one-hot or given distributions
+    from softmax_cli.nn.functional import log_softmax, softmax, softmax_cross_entropy_step
 
     rng = np.random.default_rng(6)
     Z, labels = rng.normal(size=(7, 4)), rng.integers(0, 4, 7)
     Z[0] = [1.0, 3.0, 3.0, 0.0]                  # a tie: numpy.argmax takes the first, 1
     labels[0] = 2
     Z[1, labels[1]] = 10.0                       # a sure hit
+    Y = np.eye(4)[labels] * (1 - smoothing) + smoothing / 4
     y = np.eye(4)[labels] * 0.9 + 0.1 / 4 if targets else labels
+    if targets:
+        Y = y
     bias_grad = np.full(4, np.nan)
     dZ = Z.copy()
-    loss, hits = softmax_cross_entropy_step(dZ, y, 0.0, bias_grad)
+    loss, hits = softmax_cross_entropy_step(dZ, y, smoothing, bias_grad)
     assert hits == np.count_nonzero(Z.argmax(axis=1) == labels)
     assert Z.argmax(axis=1)[0] == 1 and hits >= 1        # the tie counts as a miss
-    expected_loss, expected_dZ = softmax_cross_entropy(Z.copy(), y)
-    assert loss == expected_loss
-    np.testing.assert_array_equal(dZ, expected_dZ)
-    np.testing.assert_allclose(bias_grad, expected_dZ.sum(axis=0), atol=1e-16)
+    assert loss == pytest.approx(-(Y * log_softmax(Z)).sum(axis=1).mean(), rel=1e-12)
+    np.testing.assert_allclose(dZ, (softmax(Z) - Y) / 7, rtol=1e-12, atol=1e-17)
+    np.testing.assert_allclose(bias_grad, ((softmax(Z) - Y) / 7).sum(axis=0), rtol=1e-12, atol=1e-16)
 
 
 def test_the_loss_step_refuses_a_bias_gradient_of_the_wrong_shape_or_dtype():
