@@ -376,8 +376,9 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
         UserError: bad data, the run directory cannot be created, or ``resume`` cannot be
             continued (no training state, finished, its run directory changed).
         TrainingInterrupted: SIGINT or SIGTERM; ``last.npz`` was saved first.
-        FloatingPointError: the training or validation loss became NaN or infinite; the
-            checkpoints of the last good epoch stay as they were.
+        FloatingPointError: the training or validation loss became NaN or infinite (its
+            message names the epoch and the checkpoint kept); the checkpoints of the last
+            good epoch stay as they were.
         OSError: a checkpoint, metrics file or ``curves.png`` cannot be written; the previous
             one is intact.
         MemoryError: the network does not fit in memory.
@@ -437,7 +438,9 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     rows = state["rows"]
     curves = CurvesWriter(run_dir / "curves.png", monitor)
     stopped_early = False
-    with _stop_requests() as requested:
+    # a diverging run overflows in NumPy's products: it is reported once, as the
+    # FloatingPointError below, not as NumPy's RuntimeWarnings along the way
+    with _stop_requests() as requested, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(state["epoch"] + 1, cfg.train.epochs + 1):
             if state["rows_done"] == 0:
                 state["epoch_rng"] = rng.bit_generator.state   # to redraw this epoch's order
@@ -472,9 +475,11 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
             for key in ("train_loss", "val_loss"):
                 if row[key] != "" and not np.isfinite(row[key]):
                     curves.update(rows, state["best_epoch"], force=True)
+                    kept = (f"{run_dir / 'last.npz'} holds epoch {rows[-1]['epoch']}, the last good one"
+                            if rows else f"no checkpoint was written to {run_dir}")
                     raise FloatingPointError(
                         f"epoch {epoch}: the {key.replace('_', ' ')} became {row[key]}; try a lower "
-                        f"train.optimizer.lr (checkpoints in {run_dir} are from the last good epoch)")
+                        f"train.optimizer.lr ({kept})")
             row["epoch_time_s"] = time.perf_counter() - start
             rows.append(row)
             _write_metrics(run_dir / "metrics.csv", rows)

@@ -153,3 +153,30 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_says_what_failed(tmp_pa
         assert meta["epoch"] == 1
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     assert run_softmax("eval", run / "best.npz", cwd=tmp_path).returncode == 0
+
+
+def test_a_run_diverging_after_good_epochs_keeps_their_checkpoints(tmp_path, monkeypatch):
+    # the validation loss of epoch 3 is made NaN: epochs 1-2 stay saved and the message says so
+    import softmax_cli.training as training
+    from softmax_cli.checkpoint import load_checkpoint
+    from softmax_cli.config import load_config
+
+    real, calls = training.evaluate, []
+
+    def evaluate(model, X, y):
+        calls.append(1)
+        ev = real(model, X, y)
+        if len(calls) == 3:
+            ev.loss = float("nan")
+        return ev
+
+    monkeypatch.setattr(training, "evaluate", evaluate)
+    cfg = load_config(CONFIGS / "digits.yaml", ["train.epochs=5", "model.hidden=[16]", f"output.dir={tmp_path}"])
+    with pytest.raises(FloatingPointError) as caught:
+        training.train(cfg)
+    assert str(caught.value) == (f"epoch 3: the val loss became nan; try a lower train.optimizer.lr "
+                                 f"({tmp_path / 'digits' / 'last.npz'} holds epoch 2, the last good one)")
+    assert load_checkpoint(tmp_path / "digits" / "last.npz").meta["epoch"] == 2
+    assert load_checkpoint(tmp_path / "digits" / "best.npz").meta["epoch"] in (1, 2)
+    with open(tmp_path / "digits" / "metrics.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
