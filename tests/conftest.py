@@ -43,6 +43,17 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, code: 
         assert fragment in lines[0], (fragment, lines[0])
 
 
+def assert_usage_error(proc: subprocess.CompletedProcess, command: str, message: str) -> None:
+    """Bad usage (an unknown option, a missing argument, an option value out of range), as
+    Typer reports it: exit 2, the command's usage line, a hint to --help and ``message``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and proc.stdout == "", proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"Usage: softmax {command}".rstrip()), proc.stderr
+    assert lines[1] == f"Try 'softmax {command} --help' for help.".replace("  ", " "), proc.stderr
+    assert message in proc.stderr, (message, proc.stderr)
+
+
 def _train_once(tmp_path_factory, name: str, *args: str) -> dict:
     """``softmax train ARGS --json`` run once for the whole test session, however many
     pytest-xdist workers ask: the first trains under a file lock in the directory the

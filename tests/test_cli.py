@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import CONFIGS, SAMPLES, assert_user_error, run_softmax
+from conftest import CONFIGS, SAMPLES, assert_usage_error, assert_user_error, run_softmax
 
 
 def test_help_and_version(tmp_path):
@@ -292,6 +292,18 @@ def test_early_stopping_waits_patience_epochs(tmp_path):
     with open(tmp_path / summary["run_dir"] / "metrics.csv") as f:
         losses = [float(r["val_loss"]) for r in csv.DictReader(f)]
     assert min(losses) == losses[summary["best_epoch"] - 1] < min(losses[-2:])
+
+
+@pytest.mark.parametrize("args, command, message", [
+    (["predict", "--top-k", "0", "x.png"], "predict", "Invalid value for '--top-k' / '-k': 0 is not in the range x>=1."),
+    (["predict", "--bogus", "x.png"], "predict", "No such option: --bogus"),
+    (["eval"], "eval", "Missing argument 'checkpoint'."),
+    (["eval", "m.npz", "--reject-threshold", "half"], "eval", "'half' is not a valid float."),
+    (["frobnicate"], "", "No such command 'frobnicate'."),
+])
+def test_bad_usage_shows_the_usage_line_and_exits_2(tmp_path, args, command, message):
+    assert_usage_error(run_softmax(*args, cwd=tmp_path), command, message)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_diverging_run_stops_with_a_clear_message(tmp_path):
