@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -133,7 +135,32 @@ def test_predict_sample_pngs_with_the_newest_checkpoint(digits_run):
     assert [p["path"] for p in preds] == [str(f) for f in files]
     correct = sum(p["class"] == f.stem.split("-")[1] for p, f in zip(preds, files))
     assert correct >= 8, preds
-    assert all(0 < p["probability"] <= 1 for p in preds)
+    # the probabilities are the model's on the image preprocessed as the training data was
+    # (a predict that skipped or changed the preprocessing still gets most classes right)
+    from softmax_cli.checkpoint import load_checkpoint
+    from softmax_cli.data.images import image_to_input
+
+    ckpt = load_checkpoint(digits_run["best_checkpoint"])
+    rows = np.stack([image_to_input(f, ckpt.image_shape, ckpt.preprocessor.pixel_max, ckpt.meta["image_style"])
+                     for f in files])
+    proba = ckpt.model.predict_proba(ckpt.preprocessor.transform(rows))
+    for p, expected in zip(preds, proba):
+        assert p["class"] == ckpt.classes[expected.argmax()]
+        assert p["probability"] == pytest.approx(float(expected.max()), rel=1e-6)
+
+
+@pytest.mark.parametrize("newer", ["a", "b"])
+def test_predict_without_checkpoint_takes_the_newest_best(digits_run, tmp_path, newer):
+    # two runs' best.npz, the one not named `newer` 100 s older (neither the first found
+    # nor the first by name wins both cases)
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        target = tmp_path / "runs" / name / "best.npz"
+        shutil.copy(digits_run["best_checkpoint"], target)
+        os.utime(target, (time.time() - (0 if name == newer else 100),) * 2)
+    proc = run_softmax("predict", SAMPLES / "digits-7.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"using checkpoint runs/{newer}/best.npz" in proc.stderr
 
 
 def test_predict_top_k_text(digits_run):
