@@ -181,6 +181,20 @@ def test_metrics_csv_records_each_epochs_learning_rate(tmp_path):
     assert [float(r["lr"]) for r in rows] == pytest.approx(expected, rel=1e-12)
 
 
+def test_plateau_schedule_halves_the_learning_rate_in_training(tmp_path):
+    # min_delta 10: only epoch 1 counts as an improvement, so after epoch e >= 2 the run has
+    # had e - 1 epochs without one, and with patience 1 each of them halves the rate
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--quiet", "--set", "train.epochs=5",
+                       "--set", "train.early_stopping={patience: 50, min_delta: 10}",
+                       "--set", "train.schedule={name: plateau, patience: 1, factor: 0.5}",
+                       "--set", "train.augment=null", "--set", "model.hidden=[32]",
+                       "--set", "output.dir=out", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out" / "digits" / "metrics.csv")))
+    lr0 = 0.001
+    assert [float(r["lr"]) for r in rows] == pytest.approx([lr0, lr0, lr0 / 2, lr0 / 4, lr0 / 8], rel=1e-12)
+
+
 # ------------------------------------------------------------------------ augmentation
 def _digit_images(n=16, seed=0):
     from sklearn.datasets import load_digits
