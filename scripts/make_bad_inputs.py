@@ -2,6 +2,9 @@
 
     python scripts/make_bad_inputs.py        # rewrites tests/bad_inputs/ (commit the result)
 
+``tests/test_corpus.py`` also runs it into a temporary folder and checks that the committed
+corpus is what it writes, so a table edited without rerunning it fails the tests.
+
 Each case folder holds the bad file(s), the config that reads them where one is needed, and
 ``case.yaml``: the ``softmax`` arguments to run in that folder, the exit code and the message
 fragments the one ``softmax: error:`` line must hold. ``tests/test_corpus.py`` replays them.
@@ -32,8 +35,8 @@ from softmax_cli.nn import MLP  # noqa: E402
 OUT = ROOT / "tests" / "bad_inputs"
 
 
-def write_case(name: str, files: dict, args: list[str], expect: tuple, code: int = 2) -> None:
-    folder = OUT / name
+def write_case(out: Path, name: str, files: dict, args: list[str], expect: tuple, code: int = 2) -> None:
+    folder = out / name
     folder.mkdir(parents=True)
     for rel, content in files.items():
         tables._write(folder / rel, content)
@@ -57,7 +60,7 @@ def tiny_checkpoint(path: Path, **meta_changes) -> None:
         np.savez(path, **arrays)
 
 
-def checkpoint_cases(tmp: Path) -> None:
+def checkpoint_cases(out: Path, tmp: Path) -> None:
     good = tmp / "good.npz"
     tiny_checkpoint(good)
     raw = good.read_bytes()
@@ -85,10 +88,10 @@ def checkpoint_cases(tmp: Path) -> None:
         "pickled_object_array": (pickled.read_bytes(), ("model.npz", "pickled", "never loaded")),
     }
     for name, (content, expect) in cases.items():
-        write_case(f"checkpoint-{name}", {"model.npz": content}, ["eval", "model.npz"], expect)
+        write_case(out, f"checkpoint-{name}", {"model.npz": content}, ["eval", "model.npz"], expect)
 
 
-def image_cases(tmp: Path) -> None:
+def image_cases(out: Path, tmp: Path) -> None:
     """``softmax predict`` cases: a file it cannot use is reported on one line and skipped,
     and the exit code is 1 (a failure while running; the other files would be printed)."""
     model = tmp / "model.npz"
@@ -106,7 +109,7 @@ def image_cases(tmp: Path) -> None:
         "zero_bytes": ({"img.png": b""}, ["img.png"], ("img.png", "not an image file")),
         "text_named_png": ({"img.png": b"this is not a PNG\n"}, ["img.png"], ("img.png", "not an image file")),
         "truncated_png": ({"img.png": png.read_bytes()[:-30]}, ["img.png"], ("img.png", "cannot decode image")),
-        "gzip_named_png": ({"img.png": gzip.compress(b"not an image")}, ["img.png"], ("img.png", "not an image file")),
+        "gzip_named_png": ({"img.png": gzip.compress(b"not an image", mtime=0)}, ["img.png"], ("img.png", "not an image file")),
         "decompression_bomb": ({"img.png": bomb.read_bytes()}, ["img.png"],
                                ("img.png", "image too large", "decompression bomb")),
         "decompression_bomb_warning_size": ({"img.png": warn.read_bytes()}, ["img.png"],
@@ -117,33 +120,34 @@ def image_cases(tmp: Path) -> None:
         "folder_without_files": ({"scans/.DS_Store": b"x"}, ["scans"], ("scans", "folder holds no files")),
     }
     for name, (files, args, expect) in cases.items():
-        write_case(f"image-{name}", {**files, "model.npz": model.read_bytes()}, predict + args, expect, code=1)
+        write_case(out, f"image-{name}", {**files, "model.npz": model.read_bytes()}, predict + args, expect, code=1)
 
 
-def main() -> None:
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+def main(out: Path = OUT) -> None:
+    """Write every case into ``out`` (emptied first)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     for name, config, args, expect in tables.CONFIG_CASES:
-        write_case(f"config-{name}", {"cfg.yaml": config}, ["train", "cfg.yaml", "--quiet", *args], expect)
+        write_case(out, f"config-{name}", {"cfg.yaml": config}, ["train", "cfg.yaml", "--quiet", *args], expect)
     for name, files, extra, expect in tables.CSV_CASES:
         train = next((n for n in files if n.startswith("train.") and n.endswith(("csv", "gz"))), "train.csv")
-        write_case(f"csv-{name}", {**files, "cfg.yaml": tables.csv_config(train, extra)},
+        write_case(out, f"csv-{name}", {**files, "cfg.yaml": tables.csv_config(train, extra)},
                    ["train", "cfg.yaml", "--quiet"], expect)
     for name, files, expect in tables.IDX_CASES:
-        write_case(f"idx-{name}", {**files, "cfg.yaml": "data: {source: idx, root: mnist}\ntrain: {epochs: 1}\n"},
+        write_case(out, f"idx-{name}", {**files, "cfg.yaml": "data: {source: idx, root: mnist}\ntrain: {epochs: 1}\n"},
                    ["train", "cfg.yaml", "--quiet"], expect)
     for name, files, extra, expect in tables.FOLDER_CASES:
-        write_case(f"folder-{name}", {**files, "cfg.yaml": tables.folder_config(extra)},
+        write_case(out, f"folder-{name}", {**files, "cfg.yaml": tables.folder_config(extra)},
                    ["train", "cfg.yaml", "--quiet"], expect)
-    tmp = OUT / ".tmp"
+    tmp = out / ".tmp"
     tmp.mkdir()
     try:
-        checkpoint_cases(tmp)
-        image_cases(tmp)
+        checkpoint_cases(out, tmp)
+        image_cases(out, tmp)
     finally:
         shutil.rmtree(tmp)
-    print(f"{sum(1 for _ in OUT.glob('*/case.yaml'))} cases in {OUT.relative_to(ROOT)}")
+    print(f"{sum(1 for _ in out.glob('*/case.yaml'))} cases in {out}")
 
 
 if __name__ == "__main__":

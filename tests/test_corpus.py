@@ -8,6 +8,8 @@ no traceback, and leave no run directory behind.
 
 from __future__ import annotations
 
+import filecmp
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -18,6 +20,28 @@ from conftest import assert_user_error, run_softmax
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 CASES = sorted(p.parent for p in CORPUS.glob("*/case.yaml"))
+
+
+def test_the_corpus_is_what_make_bad_inputs_writes(tmp_path):
+    # the config, CSV, IDX and folder cases are tables in test_bad_inputs.py: a row edited
+    # there without rerunning the script would otherwise test nothing new
+    script = CORPUS.parents[1] / "scripts" / "make_bad_inputs.py"
+    spec = importlib.util.spec_from_file_location("make_bad_inputs", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path / "corpus")
+
+    def files(root: Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+    assert files(tmp_path / "corpus") == files(CORPUS), "rerun python scripts/make_bad_inputs.py"
+    # byte for byte, but for what Pillow or zlib compressed: their output may change with
+    # their version, and case.yaml says what each case expects of those files
+    compressed = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".gz")
+    plain = [f for f in files(CORPUS) if not f.lower().endswith(compressed)]
+    assert sum(f.endswith("case.yaml") for f in plain) == len(CASES)
+    _, differ, errors = filecmp.cmpfiles(tmp_path / "corpus", CORPUS, plain, shallow=False)
+    assert differ == [] and errors == [], f"{differ}: rerun python scripts/make_bad_inputs.py"
 
 
 def test_the_corpus_has_at_least_40_cases_of_every_kind():
