@@ -135,6 +135,17 @@ CONFIG_CASES = [
      ("data.image_shape", "positive integers", "[28, 0]")),
     ("idx_with_image_shape", "data: {source: idx, root: x, image_shape: [28, 28]}\n", (),
      ("data.image_shape", "not used with data.source 'idx'")),
+    # sizes no config should have: refused, not a traceback, and quoted in a line
+    ("yaml_nested_too_deep", "{" * 5000 + "\n", (), ("cfg.yaml", "YAML nested too deeply to read")),
+    ("set_nested_too_deep", BASE, ("--set", "model.hidden=" + "[" * 3000),
+     ("--set model.hidden=...", "nested too deeply to read")),
+    ("number_beyond_float", "data: {source: digits}\ntrain: {optimizer: {lr: " + "1" * 400 + "}}\n", (),
+     ("cfg.yaml", "train.optimizer.lr", "expected a finite number, got 111111111111111111...1111111111111111111")),
+    ("integer_beyond_int64", "data: {source: digits}\ntrain: {epochs: " + "9" * 400 + "}\n", (),
+     ("cfg.yaml", "train.epochs", "integer of at most 19 digits, got 999999999999999999...9999999999999999999")),
+    ("alias_bomb", "model:\n  hidden:\n  - &a0 [x, x, x, x, x, x, x, x, x]\n"
+     + "".join(f"  - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 8)), (),
+     ("cfg.yaml", "model.hidden[0]: expected an integer, got ['x', 'x', 'x', 'x', 'x', 'x', ...]")),
 ]
 
 

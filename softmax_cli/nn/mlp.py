@@ -44,6 +44,8 @@ class MLP:
         ValueError: fewer than two sizes, an unknown activation, a dtype that is not float32
             or float64, neither ``rng`` nor ``params``, or ``params`` whose shapes do not
             match ``sizes``.
+        MemoryError: a weight matrix too large to allocate (NumPy's own refusal of a size
+            beyond its index range is a ValueError; it is reported as this one).
     """
 
     def __init__(self, sizes: list[int], activation: str = "relu", dtype=np.float32,
@@ -61,6 +63,9 @@ class MLP:
             if rng is None:
                 raise ValueError("give rng (for new weights) or params (existing ones)")
             params = []
+            for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+                if n_in * n_out * 8 > np.iinfo(np.intp).max:   # 8: init draws float64
+                    raise MemoryError(f"a {n_in} x {n_out} weight matrix is beyond NumPy's array size")
             for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
                 hidden = i < len(self.sizes) - 2
                 params += [init_weights(n_in, n_out, activation if hidden else None, rng, self.dtype),
