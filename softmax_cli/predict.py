@@ -3,11 +3,19 @@
 
 Light on purpose: NumPy, Pillow and the standard library only (no scikit-learn, SciPy, numba
 or tqdm), so that predicting starts fast.
+
+File and class names are kept as Python holds what the file system gave: a byte of a name
+that is not UTF-8 (a Linux file name may hold any bytes) is a surrogate escape, U+DC80 plus
+the byte (``os.fsdecode``). The CSV file gets the original bytes back (:func:`write_csv`),
+JSON lines write the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table shows
+``\\xXX`` (:func:`display_name`), so that no output fails on such a name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,7 +48,12 @@ class Prediction:
     top: list[tuple[str, float]]
 
     def to_json(self) -> dict:
-        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``."""
+        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``.
+
+        The names are as Python holds them: ``json.dumps`` (ASCII by default) writes a
+        surrogate escape of a non-UTF-8 byte as ``\\udcXX`` (0xff: ``\\udcff``), which
+        ``json.loads`` reads back and ``os.fsencode`` turns into the file name's bytes.
+        """
         return {"path": self.path, "class": self.label, "probability": self.probability,
                 "top_k": [{"class": c, "probability": p} for c, p in self.top]}
 
@@ -92,13 +105,44 @@ def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1
     return out
 
 
+def file_bytes(text: str) -> bytes:
+    """The bytes a name stands for: UTF-8, each surrogate escape U+DC80..U+DCFF (a byte of a
+    file name that is not UTF-8, see ``os.fsdecode``) turned back into its byte.
+
+    Any other lone surrogate, which no file system gives (only a hand-edited checkpoint's
+    class names could hold one), comes out as a backslash escape (``\\ud800``), so this
+    never fails.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace")
+
+
+def display_name(text: str) -> str:
+    """``text`` as the table prints it: printable, on one line, encodable in UTF-8.
+
+    A byte of a file name that is not UTF-8 is shown as ``\\xXX`` (``bad\\xffname.png``);
+    any other character that is not printable (a newline, a terminal escape, a lone
+    surrogate) as its Python escape (``\\n``, ``\\x1b``, ``\\ud800``). A backslash in the
+    name itself is left as it is, so the escapes are for reading, not for parsing: the CSV
+    file (:func:`write_csv`) holds the exact bytes.
+    """
+    text = file_bytes(text).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_table(preds: Sequence[Prediction]) -> str:
     """Predictions as an aligned text table: path, class, probability, and with top-k > 1
-    a column of the k most probable classes, ``class (probability)`` each."""
+    a column of the k most probable classes, ``class (probability)`` each.
+
+    Paths and class names are passed through :func:`display_name`, so the table holds no
+    surrogate and prints on any UTF-8 stream, also one whose errors are strict.
+    """
     k = max(len(p.top) for p in preds)
     head = ["path", "class", "probability"] + ([f"top {k}"] if k > 1 else [])
-    body = [[p.path, p.label, f"{p.probability:.4f}"]
-            + (["  ".join(f"{c} ({q:.4f})" for c, q in p.top)] if k > 1 else []) for p in preds]
+    body = [[display_name(p.path), display_name(p.label), f"{p.probability:.4f}"]
+            + (["  ".join(f"{display_name(c)} ({q:.4f})" for c, q in p.top)] if k > 1 else []) for p in preds]
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(3)]
 
     def line(cells: list[str]) -> str:
@@ -126,30 +170,56 @@ def check_output(path: Path) -> None:
         raise UserError(f"{path}: --output: the folder {path.absolute().parent} does not exist")
 
 
+def _csv_text(text: str) -> str:
+    """``text`` as :func:`write_csv` can encode it with ``surrogateescape``: unchanged, unless
+    it holds a lone surrogate no file system gives (see :func:`file_bytes`)."""
+    return file_bytes(text).decode("utf-8", "surrogateescape")
+
+
 def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
     """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`).
 
+    The file is UTF-8, except that paths and class names are written as the bytes the file
+    system gave (:func:`file_bytes`): a name that is not UTF-8 is kept byte for byte, so the
+    path column names the very file (read it back with ``encoding="utf-8",
+    errors="surrogateescape"`` and ``os.fsencode``).
+
     An existing file is never overwritten: when ``path`` exists the next free name of
-    ``NAME-2.csv``, ``NAME-3.csv``, ... is used, and created exclusively (``open(mode="x")``),
-    so a file that appears meanwhile is not overwritten either.
+    ``NAME-2.csv``, ``NAME-3.csv``, ... is used, and created exclusively (``open(mode="xb")``),
+    so a file that appears meanwhile is not overwritten either. The whole content is made
+    before the file is created, and a file that cannot be written whole (disk full, an
+    interrupt) is removed, so a failure leaves no partial file and keeps the name free.
 
     Returns:
         The path written.
 
     Raises:
-        OSError: the file cannot be created or written (naming it).
+        OSError: the file cannot be created or written (naming it); nothing is left of it.
+        UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
     k = max(len(p.top) for p in preds)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(csv_columns(k))
+    for p in preds:
+        writer.writerow([_csv_text(p.path), _csv_text(p.label), p.probability]
+                        + [v for c, q in p.top for v in (_csv_text(c), q)])
+    data = buf.getvalue().encode("utf-8", "surrogateescape")
     for i in range(1, 100_000):
         target = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
         try:
-            f = open(target, "x", newline="", encoding="utf-8")
+            f = open(target, "xb")
         except FileExistsError:
             continue
-        with f:
-            writer = csv.writer(f)
-            writer.writerow(csv_columns(k))
-            for p in preds:
-                writer.writerow([p.path, p.label, p.probability] + [v for pair in p.top for v in pair])
+        try:
+            with f:
+                f.write(data)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            if isinstance(exc, OSError):
+                raise OSError(exc.errno, f"cannot write it ({exc.strerror or exc}); the partial file "
+                                         f"was removed", str(target)) from exc
+            raise
         return target
     raise UserError(f"{path}: no free file name for --output")

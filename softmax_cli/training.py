@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import math
 import signal
 import threading
 import time
@@ -374,7 +375,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
 
     Raises:
         UserError: bad data, the run directory cannot be created, or ``resume`` cannot be
-            continued (no training state, finished, its run directory changed).
+            continued (no training state, a damaged one, finished, its run directory changed).
         TrainingInterrupted: SIGINT or SIGTERM; ``last.npz`` was saved first.
         FloatingPointError: the training or validation loss became NaN or infinite (its
             message names the epoch and the checkpoint kept); the checkpoints of the last
@@ -421,7 +422,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
         atomic_write(run_dir / "config.yaml", lambda f: f.write(config_text))
     else:
         run_dir = resume.path.parent
-        state, best_params = _restore(resume, optimizer, rng, sizes, cfg, run_dir)
+        state, best_params = _restore(resume, optimizer, rng, sizes, cfg, run_dir, n)
         if plateau is not None:
             plateau.lr = state["lr"]
     log(f"{'continuing' if resume else 'writing'} {run_dir}")
@@ -533,12 +534,100 @@ def _score(row: dict, monitor: str, part: str) -> tuple[float, float]:
     return -row[monitor], 0.0
 
 
-def check_resumable(ckpt: Checkpoint, cfg: Config) -> dict:
+def _shown(value) -> str:
+    """``value`` for an error message: its ``repr``, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value) -> bool:
+    """An ``int`` that is not a ``bool`` (JSON ``true`` loads as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value, lo: float = -float("inf")) -> bool:
+    """A finite ``int`` or ``float`` (not a ``bool``) that is at least ``lo``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value) and value >= lo
+    except OverflowError:                      # an int too large for a float
+        return False
+
+
+def _state_problem(state: dict, cfg: Config, n_train: int | None) -> str | None:
+    """What is wrong with the values of a ``train_state`` holding every key of
+    :data:`_STATE_KEYS`, measured against what :func:`train` writes; None when nothing is.
+
+    Only types and ranges (and how the values fit together) are checked: a state that
+    passes resumes without a traceback, not necessarily to the weights of an uninterrupted run.
+    """
+    epoch, rows_done, loss_sum, correct = (state[k] for k in ("epoch", "rows_done", "loss_sum", "correct"))
+    if not _is_int(epoch) or epoch < 0:
+        return f"epoch must be an integer >= 0, got {_shown(epoch)}"
+    if not _is_int(rows_done) or rows_done < 0:
+        return f"rows_done must be an integer >= 0, got {_shown(rows_done)}"
+    if n_train is not None and rows_done >= n_train:
+        return f"rows_done must be less than the {n_train} training images, got {rows_done}"
+    if not _is_number(loss_sum, 0):
+        return f"loss_sum must be a finite number >= 0, got {_shown(loss_sum)}"
+    if not _is_int(correct) or not 0 <= correct <= rows_done:
+        return f"correct must be an integer in 0..{rows_done} (rows_done), got {_shown(correct)}"
+    if rows_done == 0 and loss_sum != 0:
+        return f"loss_sum must be 0 when rows_done is 0, got {_shown(loss_sum)}"
+    for key in ("epoch_rng", "rng"):
+        try:   # the generator train() seeds; setting its state checks the value thoroughly
+            np.random.default_rng(0).bit_generator.state = state[key]
+        except (TypeError, ValueError, KeyError, OverflowError):
+            return f"{key} must be a state of NumPy's default generator (PCG64), got {_shown(state[key])}"
+
+    rows, has_val = state["rows"], cfg.data.val_fraction > 0
+    if not isinstance(rows, list) or len(rows) != epoch:
+        return f"rows must be a list of {epoch} metrics rows (one per epoch done), got {_shown(rows)}"
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or set(row) != set(METRIC_COLUMNS):
+            return (f"rows[{i}] must be a metrics row with the keys {', '.join(METRIC_COLUMNS)}, "
+                    f"got {_shown(row)}")
+        if not _is_int(row["epoch"]) or row["epoch"] != i + 1:
+            return f"rows[{i}].epoch must be {i + 1}, got {_shown(row['epoch'])}"
+        for key in METRIC_COLUMNS[1:]:
+            value = row[key]
+            if key.startswith("val_") and not has_val:
+                if value != "":
+                    return f"rows[{i}].{key} must be '' (the run has no validation split), got {_shown(value)}"
+            elif not _is_number(value, 0) or (key.endswith("_acc") and value > 1):
+                return (f"rows[{i}].{key} must be a finite number "
+                        f"{'in [0, 1]' if key.endswith('_acc') else '>= 0'}, got {_shown(value)}")
+
+    best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
+    if not (isinstance(best_score, list) and len(best_score) == 2 and all(
+            _is_number(v) or (isinstance(v, float) and v == -float("inf")) for v in best_score)):
+        return f"best_score must be a list of two numbers (finite or -Infinity), got {_shown(best_score)}"
+    if not _is_int(best_epoch) or not min(epoch, 1) <= best_epoch <= epoch:    # epoch 1 beats -inf
+        wanted = f"an integer in 1..{epoch} (an epoch done)" if epoch else "0 (no epoch is done)"
+        return f"best_epoch must be {wanted}, got {_shown(best_epoch)}"
+    if not _is_int(stale) or not 0 <= stale <= epoch - best_epoch:
+        return (f"stale must be an integer in 0..{epoch - best_epoch} (epochs since best_epoch), "
+                f"got {_shown(stale)}")
+    if not _is_number(state["lr"]) or state["lr"] <= 0:
+        return f"lr must be a finite number > 0, got {_shown(state['lr'])}"
+    if not _is_int(state["t"]) or state["t"] < 0:
+        return f"t must be an integer >= 0, got {_shown(state['t'])}"
+    return None
+
+
+def check_resumable(ckpt: Checkpoint, cfg: Config, n_train: int | None = None) -> dict:
     """The training state of ``ckpt`` (a ``last.npz``) when its run can be continued.
 
+    Every value of the state is checked for the type and range :func:`train` writes
+    (see :func:`_state_problem`); ``n_train``, the number of training images when known,
+    also bounds ``rows_done`` (the rows done of an interrupted epoch).
+
     Raises:
-        UserError: naming the checkpoint: it has no training state (e.g. a ``best.npz``) or
-            its run already finished (all epochs, or stopped early).
+        UserError: naming the checkpoint: it has no training state (e.g. a ``best.npz``),
+            its state lacks a key (an older softmax), a value is damaged (``its training
+            state is damaged: KEY must be ..., got VALUE``), or its run already finished
+            (all epochs, or stopped early).
     """
     state = ckpt.meta.get("train_state")
     if not isinstance(state, dict):
@@ -547,6 +636,9 @@ def check_resumable(ckpt: Checkpoint, cfg: Config) -> dict:
     if missing:   # e.g. a last.npz from before the lr schedules ("lr")
         raise UserError(f"{ckpt.path}: its training state lacks {', '.join(missing)} (written by an older "
                         f"softmax?); it cannot be resumed: start a new run from its config.yaml")
+    problem = _state_problem(state, cfg, n_train)
+    if problem is not None:
+        raise UserError(f"{ckpt.path}: its training state is damaged: {problem}")
     es = cfg.train.early_stopping
     if state["epoch"] >= cfg.train.epochs or (es is not None and state["stale"] >= es.patience):
         how = "stopped early at" if state["epoch"] < cfg.train.epochs else "trained all"
@@ -556,14 +648,16 @@ def check_resumable(ckpt: Checkpoint, cfg: Config) -> dict:
 
 
 def _restore(ckpt: Checkpoint, optimizer: Optimizer, rng: np.random.Generator, sizes: list[int],
-             cfg: Config, run_dir: Path) -> tuple[dict, list[np.ndarray] | None]:
-    """The loop state, optimiser state, RNG state and best weights saved in ``ckpt``.
+             cfg: Config, run_dir: Path, n_train: int) -> tuple[dict, list[np.ndarray] | None]:
+    """The loop state, optimiser state, RNG state and best weights saved in ``ckpt``
+    (a run of ``n_train`` training images).
 
     Raises:
-        UserError: naming the checkpoint: no training state, a finished run, or a run
-            directory whose ``best.npz`` no longer matches.
+        UserError: naming the checkpoint: no training state, a damaged one (see
+            :func:`check_resumable`), a finished run, or a run directory whose ``best.npz``
+            no longer matches.
     """
-    state = check_resumable(ckpt, cfg)
+    state = check_resumable(ckpt, cfg, n_train)
     where = ckpt.path
     if ckpt.model.sizes != sizes:
         raise UserError(f"{where}: the model is {ckpt.model.sizes}, its config's data gives {sizes}")

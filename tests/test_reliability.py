@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -118,6 +119,89 @@ def test_resume_refuses_what_it_cannot_continue(digits_run, tmp_path):
     assert_user_error(run_softmax("train", "--resume", tmp_path / "nope.npz", cwd=tmp_path),
                       "nope.npz", "not found")
 
+
+
+def rewrite_metadata(src: Path, dst: Path, change) -> None:
+    """Copy the checkpoint ``src`` to ``dst`` with ``change(metadata)`` applied to its JSON."""
+    with np.load(src, allow_pickle=False) as npz:
+        saved = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(saved["metadata"]))
+    change(meta)
+    saved["metadata"] = np.array(json.dumps(meta))
+    np.savez(dst, **saved)
+
+
+@pytest.fixture(scope="module")
+def unfinished_run(tmp_path_factory) -> Path:
+    """A run directory whose last.npz can be resumed: 2 epochs trained, its config asking for 4
+    (1293 training images, batches of 32, a validation split)."""
+    cwd = tmp_path_factory.mktemp("unfinished")
+    proc = run_softmax("train", CONFIGS / "digits.yaml", "--set", "train.epochs=2", "--set", "model.hidden=[16]",
+                       "--quiet", cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    run = cwd / "runs" / "digits"
+    rewrite_metadata(run / "last.npz", run / "last.npz", lambda meta: meta["config"]["train"].update(epochs=4))
+    return run
+
+
+def mid_epoch(state: dict, **values) -> None:
+    """As if interrupted after the first batch of epoch 3 (then the sums and epoch_rng count)."""
+    state.update(rows_done=32, loss_sum=70.0, correct=5)
+    state.update(values)
+
+
+# (what is done to the training state, what the error line must say)
+DAMAGED_STATES = {
+    "epoch-str": (lambda s: s.update(epoch="x"), "epoch must be an integer >= 0, got 'x'"),
+    "epoch-bool": (lambda s: s.update(epoch=True), "epoch must be an integer >= 0, got True"),
+    "rows_done-negative": (lambda s: s.update(rows_done=-5), "rows_done must be an integer >= 0, got -5"),
+    "rows_done-too-large": (lambda s: s.update(rows_done=10**6),
+                            "rows_done must be less than the 1293 training images, got 1000000"),
+    "loss_sum-str": (lambda s: mid_epoch(s, loss_sum="x"), "loss_sum must be a finite number >= 0, got 'x'"),
+    "correct-above-rows_done": (lambda s: mid_epoch(s, correct=33),
+                                "correct must be an integer in 0..32 (rows_done), got 33"),
+    "epoch_rng-null": (lambda s: mid_epoch(s, epoch_rng=None),
+                       "epoch_rng must be a state of NumPy's default generator (PCG64), got None"),
+    "rng-negative": (lambda s: s["rng"]["state"].update(state=-1),
+                     "rng must be a state of NumPy's default generator (PCG64)"),
+    "rows-short": (lambda s: s.update(rows=[{"epoch": 1}]),
+                   "rows must be a list of 2 metrics rows (one per epoch done), got [{'epoch': 1}]"),
+    "rows-key-missing": (lambda s: s["rows"][1].pop("train_loss"), "rows[1] must be a metrics row with the keys"),
+    "rows-epoch-order": (lambda s: s["rows"][1].update(epoch=3), "rows[1].epoch must be 2, got 3"),
+    "rows-loss-str": (lambda s: s["rows"][0].update(train_loss="x"),
+                      "rows[0].train_loss must be a finite number >= 0, got 'x'"),
+    "best_score-str": (lambda s: s.update(best_score="ab"),
+                       "best_score must be a list of two numbers (finite or -Infinity), got 'ab'"),
+    "best_epoch-beyond": (lambda s: s.update(best_epoch=3), "best_epoch must be an integer in 1..2"),
+    "stale-negative": (lambda s: s.update(stale=-1), "stale must be an integer in 0.."),
+    "lr-zero": (lambda s: s.update(lr=0), "lr must be a finite number > 0, got 0"),
+    "t-str": (lambda s: s.update(t="x"), "t must be an integer >= 0, got 'x'"),
+}
+
+
+def run_files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
+
+
+def test_an_unfinished_run_resumes(unfinished_run, tmp_path):
+    # the untouched copy of what the damaged-state tests below tamper with resumes to epoch 4
+    run = tmp_path / "runs" / "digits"
+    shutil.copytree(unfinished_run, run)
+    proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [row["epoch"] for row in metrics(run)] == ["1", "2", "3", "4"]
+
+
+@pytest.mark.parametrize("damage, message", DAMAGED_STATES.values(), ids=DAMAGED_STATES.keys())
+def test_resume_refuses_a_damaged_training_state_and_leaves_the_run_as_it_was(unfinished_run, tmp_path,
+                                                                             damage, message):
+    run = tmp_path / "runs" / "digits"
+    shutil.copytree(unfinished_run, run)
+    rewrite_metadata(run / "last.npz", run / "last.npz", lambda meta: damage(meta["train_state"]))
+    before = run_files(run)
+    proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert_user_error(proc, f"{run / 'last.npz'}: its training state is damaged: {message}")
+    assert run_files(run) == before            # metrics.csv, last.npz, best.npz, curves.png: unchanged
 
 # A failed save, simulated inside the real command: np.savez raises ENOSPC from the 3rd call on
 FAIL_SAVES = """
