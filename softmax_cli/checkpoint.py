@@ -10,9 +10,11 @@ the same directory and renamed, so a reader never sees half a checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,11 @@ from .nn import MLP
 
 FORMAT = "softmax-checkpoint"
 FORMAT_VERSION = 1
+
+# the permissions a new file gets from open(): 0o666 less the umask (read once, here, while
+# the process has one thread: os.umask can only be read by setting it)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -63,7 +70,9 @@ def newest_checkpoint(runs: Path = Path("runs")) -> Path:
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it.
 
-    On any error the temporary file is removed and ``path`` is left as it was.
+    On any error the temporary file is removed and ``path`` is left as it was. The file
+    gets the permissions of one made by ``open`` (``0o666`` less the umask), not the
+    owner-only ones of ``tempfile.mkstemp``.
 
     Raises:
         OSError: naming ``path``: the temporary file cannot be created, written or renamed
@@ -75,6 +84,7 @@ def atomic_write(path: Path, write) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:
@@ -116,8 +126,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a checkpoint written by :func:`save_checkpoint`, with ``allow_pickle=False``.
 
     Raises:
-        UserError: the file is missing, not an ``.npz`` archive, holds object (pickled)
-            arrays, lacks the metadata or parameters, or has inconsistent shapes.
+        UserError: the file is missing, not an ``.npz`` archive (or a damaged one), holds
+            object (pickled) arrays or members that are not ``.npy`` arrays, lacks the
+            metadata or parameters, has inconsistent shapes, parameters or preprocessing
+            that are not finite floats, a preprocessing scale or ``pixel_max`` not above 0.
     """
     path = Path(path)
 
@@ -143,8 +155,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if "pickle" in str(exc):
             raise bad("it holds pickled object arrays, which are never loaded") from None
         raise bad(str(exc)) from None
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as exc:
         raise bad(f"not a readable .npz archive: {exc}") from None
+    not_arrays = [name for name, a in arrays.items() if not isinstance(a, np.ndarray)]
+    if not_arrays:   # np.load gives the raw bytes of a member not named *.npy
+        raise bad(f"{', '.join(not_arrays)} not stored as .npy arrays")
 
     if "metadata" not in arrays or arrays["metadata"].dtype.kind != "U" or arrays["metadata"].ndim != 0:
         raise bad("no metadata string")
@@ -165,29 +180,39 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise bad(f"metadata lacks {', '.join(missing)}")
     try:
         sizes, activation, dtype = (meta["model"][k] for k in ("sizes", "activation", "dtype"))
+        if not (isinstance(sizes, list) and len(sizes) >= 2
+                and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)):
+            raise bad(f"model sizes must be a list of two or more positive integers, got {str(sizes)[:60]}")
         n_layers = len(sizes) - 1
         params = [arrays[f"{kind}{l}"] for l in range(n_layers) for kind in "Wb"]
-        pre = Preprocessor(arrays["input_offset"], arrays["input_scale"],
-                           float(meta["preprocessing"]["pixel_max"]), meta["preprocessing"]["normalize"])
-    except (KeyError, TypeError) as exc:
+        pixel_max = meta["preprocessing"]["pixel_max"]
+        if isinstance(pixel_max, bool) or not isinstance(pixel_max, (int, float)) or not (
+                math.isfinite(pixel_max) and pixel_max > 0):
+            raise bad(f"preprocessing pixel_max must be a number > 0, got {str(pixel_max)[:60]!r}")
+        pre = Preprocessor(arrays["input_offset"], arrays["input_scale"], float(pixel_max),
+                           meta["preprocessing"]["normalize"])
+    except KeyError as exc:
         raise bad(f"missing {exc}") from None
-    except ValueError as exc:
-        raise bad(str(exc)) from None
+    except (TypeError, OverflowError) as exc:
+        raise bad(f"metadata 'model' or 'preprocessing' is malformed ({exc})") from None
+    if not all(p.dtype.kind == "f" and np.isfinite(p).all() for p in params):
+        raise bad("parameters must be arrays of finite floats")
     try:
         model = MLP(sizes, activation, dtype=dtype, params=params)
     except (ValueError, TypeError) as exc:
         raise bad(str(exc)) from None
     d, classes, shape = sizes[0], meta["classes"], meta["image_shape"]
     if pre.offset.shape != (d,) or pre.scale.shape != (d,) or not all(
-            a.dtype.kind == "f" and np.isfinite(a).all() for a in (pre.offset, pre.scale)):
-        raise bad(f"input_offset and input_scale must be finite floats of shape ({d},) like W0's inputs")
-    if meta["image_style"] not in STYLES:
-        raise bad(f"unknown image_style {meta['image_style']!r}; known: {', '.join(STYLES)}")
-    if not all(p.dtype.kind == "f" for p in params):
-        raise bad("parameters must be float arrays")
+            a.dtype.kind == "f" and np.isfinite(a).all() for a in (pre.offset, pre.scale)) or not (
+            pre.scale > 0).all():
+        raise bad(f"input_offset and input_scale must be finite floats of shape ({d},) like W0's "
+                  f"inputs, the scale above 0")
+    if not isinstance(meta["image_style"], str) or meta["image_style"] not in STYLES:
+        raise bad(f"unknown image_style {str(meta['image_style'])[:60]!r}; known: {', '.join(STYLES)}")
     if not (isinstance(classes, list) and len(classes) == sizes[-1] and all(isinstance(c, str) for c in classes)):
         raise bad(f"metadata 'classes' must be {sizes[-1]} class names, one per output")
-    if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(v, int) and v > 0 for v in shape)
+    if not (isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
             and shape[0] * shape[1] == d):
         raise bad(f"metadata 'image_shape' must be [height, width] with height * width = {d}")
     opt_state = {name[4:]: a for name, a in arrays.items() if name.startswith("opt_")}

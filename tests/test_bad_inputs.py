@@ -399,6 +399,37 @@ def _pickled(ckpt, out):
     return out / "bad.npz"
 
 
+def _with_arrays(**changes):
+    """A builder: the good checkpoint with arrays replaced (a callable gets the old array)."""
+    def build(ckpt: Path, out: Path) -> Path:
+        arrays, _ = _arrays(ckpt)
+        arrays.update({k: v(arrays[k]) if callable(v) else v for k, v in changes.items()})
+        np.savez(out / "bad.npz", **arrays)
+        return out / "bad.npz"
+    return build
+
+
+def _corrupt_compressed(ckpt, out):
+    # deflated members with bytes changed inside W0's data: the inflater fails (zlib.error)
+    arrays, _ = _arrays(ckpt)
+    np.savez_compressed(out / "bad.npz", **arrays)
+    raw = bytearray((out / "bad.npz").read_bytes())
+    start = raw.index(b"W0.npy") + len("W0.npy") + 20      # into the deflate stream
+    raw[start:start + 8] = bytes(8)
+    return _write(out / "bad.npz", bytes(raw))
+
+
+def _member_not_npy(ckpt, out):
+    # a member named "W0" (no .npy): np.load hands back its raw bytes, not an array
+    import zipfile
+
+    arrays, _ = _arrays(ckpt)
+    np.savez(out / "bad.npz", **{k: v for k, v in arrays.items() if k != "W0"})
+    with zipfile.ZipFile(out / "bad.npz", "a") as z:
+        z.writestr("W0", b"raw bytes")
+    return out / "bad.npz"
+
+
 CKPT_CASES = [
     # id, builder(good checkpoint, dir) -> path, fragments
     ("missing", lambda c, d: d / "nope.npz", ("nope.npz", "checkpoint not found")),
@@ -429,6 +460,17 @@ CKPT_CASES = [
     ("integer_dtype", _rewrite(model={"sizes": [64, 16, 10], "activation": "relu", "dtype": "int8"}),
      ("bad.npz", "float32 or float64")),
     ("string_version", _rewrite(format_version="1"), ("bad.npz", "format_version '1' is not an integer")),
+    ("corrupt_compressed", _corrupt_compressed, ("bad.npz", "not a readable .npz archive")),
+    ("member_not_npy", _member_not_npy, ("bad.npz", "W0 not stored as .npy arrays")),
+    ("nan_weight", _with_arrays(W0=lambda w: np.where(np.arange(w.size).reshape(w.shape) == 5, np.nan, w)),
+     ("bad.npz", "parameters must be arrays of finite floats")),
+    ("zero_scale", _with_arrays(input_scale=lambda s: np.zeros_like(s)), ("bad.npz", "the scale above 0")),
+    ("pixel_max_negative", _rewrite(preprocessing={"pixel_max": -5, "normalize": "global"}),
+     ("bad.npz", "pixel_max must be a number > 0, got '-5'")),
+    ("image_style_list", _rewrite(image_style=["mnist"]), ("bad.npz", "unknown image_style \"['mnist']\"")),
+    ("image_shape_bools", _rewrite(image_shape=[True, 64]), ("bad.npz", "'image_shape' must be [height, width]")),
+    ("sizes_fraction", _rewrite(model={"sizes": [64, 16, 10.5], "activation": "relu", "dtype": "float32"}),
+     ("bad.npz", "model sizes must be a list of two or more positive integers, got [64, 16, 10.5]")),
 ]
 
 

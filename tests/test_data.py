@@ -164,6 +164,19 @@ def test_checkpoint_round_trip(tmp_path):
         assert sorted(npz.files) == ["W0", "W1", "b0", "b1", "input_offset", "input_scale", "metadata"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_permissions_the_umask_allows(tmp_path, umask):
+    # atomic_write goes through tempfile.mkstemp, whose files are owner-only (0o600)
+    import subprocess
+    import sys
+
+    code = ("import os, sys; os.umask(int(sys.argv[1], 8)); from pathlib import Path\n"
+            "from softmax_cli.checkpoint import atomic_write\n"
+            "atomic_write(Path(sys.argv[2]), lambda f: f.write(b'x'))")
+    subprocess.run([sys.executable, "-c", code, oct(umask), str(tmp_path / "f.txt")], check=True)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
     model = MLP([2, 2], rng=np.random.default_rng(0))
     pre = Preprocessor(np.zeros(2, np.float32), np.ones(2, np.float32), 1.0, "none")
