@@ -231,6 +231,8 @@ CSV_CASES = [
     ("singleton_class", {"train.csv": HEAD + "0,1,2,3,4\n" * 10 + "1,4,3,2,1\n"}, "",
      ("train.csv", "cannot split", "only 1 member")),
     ("huge_label", {"train.csv": GOOD + "1e300,1,2,3,4\n"}, "", ("train.csv", "label 1e+300 is not an integer")),
+    ("one_class", {"train.csv": HEAD + "7,200,0,180,0\n" * 40}, "",
+     ("train.csv", "every training label is 7", "at least two classes")),
 ]
 
 
@@ -293,6 +295,14 @@ IDX_CASES = [
     ("float_nan", {TI: bytes([0, 0, 0x0D, 3]) + struct.pack(">3I", 20, 2, 2)
                    + np.where(np.arange(80) == 7, np.nan, 0.5).astype(">f4").tobytes(), TL: LABELS},
      ("train-images-idx3-ubyte", "finite")),
+    ("one_class", {TI: IMAGES, TL: idx_bytes(np.full(20, 3))},
+     ("train-labels-idx1-ubyte", "every training label is 3", "at least two classes")),
+    ("float_labels_nan", {TI: IMAGES, TL: bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 20)
+                          + np.where(np.arange(20) == 4, np.nan, np.arange(20) % 2).astype(">f4").tobytes()},
+     ("train-labels-idx1-ubyte", "label 4 is nan, not an integer")),
+    ("float_labels_fraction", {TI: IMAGES, TL: bytes([0, 0, 0x0D, 1]) + struct.pack(">I", 20)
+                               + (np.arange(20) % 2 + 0.5).astype(">f4").tobytes()},
+     ("train-labels-idx1-ubyte", "label 0 is 0.5, not an integer")),
 ]
 
 

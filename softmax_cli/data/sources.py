@@ -56,10 +56,17 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """Load the source named by ``cfg.source``.
 
     Raises:
-        UserError: a missing or malformed file, naming it and what was wrong.
+        UserError: a missing or malformed file, naming it and what was wrong, or training
+            labels of one class only.
     """
     loaders = {"digits": load_digits, "csv": load_csv, "idx": load_idx, "folder": load_folder}
     return loaders[cfg.source](cfg)
+
+
+def _need_two_classes(classes: np.ndarray, labels_path: Path) -> None:
+    if len(classes) < 2:
+        raise UserError(f"{labels_path}: every training label is {classes[0]:g}; a classifier "
+                        f"needs at least two classes")
 
 
 # --------------------------------------------------------------------------------- digits
@@ -159,6 +166,11 @@ def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
         raise UserError(f"{images_path}: no images (the IDX file declares 0)")
     if len(images) != len(labels):
         raise UserError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
+    if labels.dtype.kind == "f":         # IDX allows float labels: they must be whole numbers
+        wrong = ~np.isfinite(labels) | (labels != np.round(labels))
+        if wrong.any():
+            i = int(np.argmax(wrong))
+            raise UserError(f"{labels_path}: label {i} is {labels[i]:g}, not an integer")
     return images, labels
 
 
@@ -177,6 +189,7 @@ def load_idx(cfg: DataConfig) -> Dataset:
             raise UserError(f"{paths['test_images']}: test images are {test[0].shape[1:]}, "
                             f"training images {images.shape[1:]}")
     classes, y = np.unique(labels, return_inverse=True)
+    _need_two_classes(classes, paths["train_labels"])
     pixel_max = 255.0 if images.dtype == np.uint8 else float(np.nanmax(images))
     X = images.reshape(len(images), -1).astype(np.float32)
     _check_pixels(X, pixel_max, paths["train_images"])
@@ -324,6 +337,7 @@ def load_csv(cfg: DataConfig) -> Dataset:
     pixel_max = cfg.pixel_max if cfg.pixel_max is not None else 255.0
     _check_pixels(X, pixel_max, train_path)
     classes, y = np.unique(labels, return_inverse=True)
+    _need_two_classes(classes, train_path)
     ds = Dataset(X=X, y=y.astype(np.int64), classes=[str(c) for c in classes], image_shape=shape,
                  pixel_max=float(pixel_max), description=f"CSV {train_path}")
     if cfg.test is not None:
