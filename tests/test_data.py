@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,6 +145,31 @@ def test_image_file_to_input_inverts_crops_and_scales(tmp_path):
     assert 19 <= len(rows) <= 21                 # the long side fits the 20-pixel box
     x8 = image_to_input(tmp_path / "one.png", (8, 8), 16.0, "uci_digits").reshape(8, 8)
     assert x8.max() <= 16 and (x8.max(axis=1) > 4).all()   # fills the height, as digits do
+
+
+def test_an_unreadable_folder_is_reported_not_taken_for_an_empty_one(tmp_path, monkeypatch):
+    # a folder the user may not list (tests run as root here, where chmod 000 does not stop
+    # reading, so the refusal is simulated where os.walk lists folders)
+    import os
+
+    from softmax_cli.data.images import files_in, find_files
+    from softmax_cli.errors import UserError
+
+    (tmp_path / "scans" / "sub").mkdir(parents=True)
+    (tmp_path / "scans" / "a.png").write_bytes(b"x")
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == tmp_path / "scans" / "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UserError, match=r"scans/sub: cannot list this folder \(Permission denied\)$"):
+        files_in(tmp_path / "scans")
+    found = find_files([str(tmp_path / "scans"), str(tmp_path / "scans" / "a.png")])
+    assert isinstance(found[0], UserError) and "cannot list this folder" in str(found[0])
+    assert found[1:] == [tmp_path / "scans" / "a.png"]       # the other argument still counts
 
 
 def test_checkpoint_round_trip(tmp_path):

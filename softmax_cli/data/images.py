@@ -45,9 +45,16 @@ def files_in(folder: str | Path) -> list[Path]:
 
     Returns:
         Paths that start with ``folder`` as given.
+
+    Raises:
+        UserError: ``folder`` or a folder below it cannot be listed (permission denied),
+            naming it: an unreadable folder is not taken for an empty one.
     """
+    def unreadable(exc: OSError) -> None:
+        raise UserError(f"{exc.filename}: cannot list this folder ({exc.strerror or exc})")
+
     found = []
-    for top, dirs, names in os.walk(folder):
+    for top, dirs, names in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(top, n) for n in sorted(names) if not n.startswith(".")
                   and os.path.isfile(os.path.join(top, n))]
@@ -79,7 +86,11 @@ def find_files(args: list[str]) -> list[Path | UserError]:
                 found.append(UserError(f"{arg}: no file matches this pattern" if magic
                                        else f"{arg}: file not found"))
                 continue
-        files = [f for match in matches for f in (files_in(match) if os.path.isdir(match) else [Path(match)])]
+        try:
+            files = [f for match in matches for f in (files_in(match) if os.path.isdir(match) else [Path(match)])]
+        except UserError as exc:           # a folder that cannot be listed
+            found.append(exc)
+            continue
         found += files or [UserError(f"{arg}: folder holds no files")]
     return found
 

@@ -363,7 +363,10 @@ def _class_folders(root: Path, key: str) -> dict[str, list[Path]]:
     """
     if not root.is_dir():
         raise UserError(f"{root}: {key} is not a folder")
-    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    try:
+        names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    except OSError as exc:
+        raise UserError(f"{root}: cannot list {key} ({exc.strerror or exc})") from None
     if not names:
         raise UserError(f"{root}: no class folders in {key} (expected {key}/<class name>/<image files>)")
     classes = {}
