@@ -369,11 +369,11 @@ def config_from_dict(raw: Any, origin: str = "config", default_name: str = "run"
         raise UserError(f"{origin}: expected a mapping of keys at the top level, got {type(raw).__name__}")
     try:
         cfg = _build(Config, raw, "")
+        if cfg.name is None:         # checked as a given name is (a file named '..yaml': '.')
+            cfg.name = default_name
         _check_consistency(cfg)
     except UserError as exc:
         raise UserError(f"{origin}: {exc}") from None
-    if cfg.name is None:
-        cfg.name = default_name
     if cfg.data.source == "folder" and cfg.data.image_shape is None:
         cfg.data.image_shape = list(FOLDER_IMAGE_SHAPE)
     for key in _PATH_KEYS:
@@ -387,7 +387,8 @@ def _check_consistency(cfg: Config) -> None:
     d = cfg.data
     if cfg.name is not None and ("/" in cfg.name or cfg.name in (".", "..") or len(cfg.name.encode()) > 200):
         raise UserError(f"name: expected a plain directory name of at most 200 bytes, got {cfg.name[:40]!r}"
-                        f"{'...' if len(cfg.name) > 40 else ''}")
+                        f"{'...' if len(cfg.name) > 40 else ''} (without a name: key, the config "
+                        f"file's name)")
     for key in dict.fromkeys(k for keys in _SOURCE_KEYS.values() for k in keys):
         if key not in _SOURCE_KEYS[d.source] and getattr(d, key) is not None:
             raise UserError(f"data.{key}: not used with data.source '{d.source}'")

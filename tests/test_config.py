@@ -46,6 +46,14 @@ def test_defaults_name_from_file_and_numbers_written_without_a_dot(tmp_path):
     assert cfg == load_config(path)
 
 
+@pytest.mark.parametrize("file_name", ["..yaml", "...yaml"])
+def test_a_run_name_taken_from_the_file_name_is_checked_too(tmp_path, file_name):
+    # '..yaml' would otherwise name its run '.' (runs/.-2) and '...yaml' '..' (runs/..-2)
+    (tmp_path / file_name).write_text("data: {source: digits}\n")
+    with pytest.raises(UserError, match=r"name: expected a plain directory name .* \(without a name: key"):
+        load_config(tmp_path / file_name)
+
+
 def test_empty_file_gives_all_defaults(tmp_path):
     (tmp_path / "empty.yaml").write_text("")
     cfg = load_config(tmp_path / "empty.yaml")
