@@ -192,7 +192,11 @@ def test_an_unfinished_run_resumes(unfinished_run, tmp_path):
     assert [row["epoch"] for row in metrics(run)] == ["1", "2", "3", "4"]
 
 
-@pytest.mark.parametrize("damage, message", DAMAGED_STATES.values(), ids=DAMAGED_STATES.keys())
+# through the real command: one refused where the checkpoint is read, one where the data is
+THROUGH_THE_CLI = ("epoch-str", "rows_done-too-large")
+
+
+@pytest.mark.parametrize("damage, message", [DAMAGED_STATES[k] for k in THROUGH_THE_CLI], ids=THROUGH_THE_CLI)
 def test_resume_refuses_a_damaged_training_state_and_leaves_the_run_as_it_was(unfinished_run, tmp_path,
                                                                              damage, message):
     run = tmp_path / "runs" / "digits"
@@ -202,6 +206,26 @@ def test_resume_refuses_a_damaged_training_state_and_leaves_the_run_as_it_was(un
     proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
     assert_user_error(proc, f"{run / 'last.npz'}: its training state is damaged: {message}")
     assert run_files(run) == before            # metrics.csv, last.npz, best.npz, curves.png: unchanged
+
+
+@pytest.mark.parametrize("damage, message", DAMAGED_STATES.values(), ids=DAMAGED_STATES.keys())
+def test_every_damaged_field_is_named(unfinished_run, tmp_path, damage, message):
+    # what the command above runs, in this process (a subprocess per case costs seconds):
+    # the checkpoint and its config as `softmax train --resume` loads them, then train()
+    from softmax_cli.checkpoint import load_checkpoint
+    from softmax_cli.config import config_from_dict
+    from softmax_cli.errors import UserError
+    from softmax_cli.training import train
+
+    run = tmp_path / "runs" / "digits"
+    shutil.copytree(unfinished_run, run)
+    rewrite_metadata(run / "last.npz", run / "last.npz", lambda meta: damage(meta["train_state"]))
+    before = run_files(run)
+    ckpt = load_checkpoint(run / "last.npz")
+    with pytest.raises(UserError) as caught:
+        train(config_from_dict(ckpt.meta["config"]), resume=ckpt)
+    assert str(caught.value).startswith(f"{run / 'last.npz'}: its training state is damaged: {message}")
+    assert run_files(run) == before
 
 # A failed save, simulated inside the real command: np.savez raises ENOSPC from the 3rd call on
 FAIL_SAVES = """
