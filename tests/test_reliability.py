@@ -183,15 +183,6 @@ def run_files(run: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(run.iterdir())}
 
 
-def test_an_unfinished_run_resumes(unfinished_run, tmp_path):
-    # the untouched copy of what the damaged-state tests below tamper with resumes to epoch 4
-    run = tmp_path / "runs" / "digits"
-    shutil.copytree(unfinished_run, run)
-    proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert [row["epoch"] for row in metrics(run)] == ["1", "2", "3", "4"]
-
-
 # through the real command: one refused where the checkpoint is read, one where the data is
 THROUGH_THE_CLI = ("epoch-str", "rows_done-too-large")
 
