@@ -426,7 +426,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
     Raises:
         UserError: the file is missing or unreadable, is not valid YAML (message gives line
-            and column), or fails validation (see :func:`config_from_dict`).
+            and column), or fails validation (see :func:`config_from_dict`); a bad value that
+            came from ``--set`` is named by that item (``--set train.epochs=1.5: ...``).
     """
     path = Path(path)
     try:
@@ -446,9 +447,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{path}: {where}YAML syntax error: {problem}") from None
+    parsed = []
     if overrides:
         if raw is None:
             raw = {}
         if isinstance(raw, dict):
-            raw = apply_overrides(raw, parse_overrides(overrides))
-    return config_from_dict(raw, origin=str(path), default_name=path.stem)
+            parsed = parse_overrides(overrides)
+            raw = apply_overrides(raw, parsed)
+    try:
+        return config_from_dict(raw, origin=str(path), default_name=path.stem)
+    except UserError as exc:
+        # a value that came from --set is blamed on the --set item, not on the file
+        message = str(exc).removeprefix(f"{path}: ")
+        for (keys, _), item in zip(parsed, overrides or []):
+            dotted = ".".join(keys)
+            if message.startswith((f"{dotted}: ", f"{dotted}[", f"{dotted}.")):
+                raise UserError(f"--set {_QUOTE.repr(item)[1:-1]}: {message}") from None
+        raise

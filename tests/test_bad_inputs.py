@@ -100,7 +100,11 @@ CONFIG_CASES = [
     ("set_unknown_nested", BASE, ("--set", "train.optimizer.lrr=0.1"),
      ("train.optimizer.lrr: unknown key", "did you mean 'lr'")),
     ("set_bad_yaml", BASE, ("--set", "model.hidden=[8"), ("--set model.hidden=[8", "not valid YAML")),
-    ("set_wrong_type", BASE, ("--set", "train.epochs=many"), ("train.epochs", "expected an integer", "'many'")),
+    ("set_wrong_type", BASE, ("--set", "train.epochs=many"),
+     ("--set train.epochs=many: train.epochs: expected an integer, got 'many'",)),
+    ("set_out_of_range", BASE, ("--set", "train.optimizer={name: sgd, momentum: 1.5}"),
+     ("--set train.optimizer={name: sgd, momentum: 1.5}: train.optimizer.momentum: expected a value >= 0 "
+      "and < 1, got 1.5",)),
     ("output_dir_is_file", "data: {source: digits}\noutput: {dir: cfg.yaml}\n", (),
      ("cfg.yaml", "output.dir exists and is not a directory")),
     ("nul_in_name", BASE + 'name: "a\\0b"\n', (), ("cfg.yaml", "name", "without NUL bytes")),
