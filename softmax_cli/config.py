@@ -430,6 +430,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             came from ``--set`` is named by that item (``--set train.epochs=1.5: ...``).
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():   # /dev/zero, a pipe
+        raise UserError(f"{path}: not a regular file, expected a YAML config file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -161,11 +161,19 @@ CONFIG_CASES = [
     pytest.param(lambda d: d / "data.yaml", ("data.yaml", "config file not found"), id="missing"),
     pytest.param(lambda d: (d / "confdir").mkdir() or d / "confdir", ("confdir", "is a directory"), id="directory"),
     pytest.param(lambda d: _write(d / "bin.yaml", b"\xff\xfe\x00bad"), ("bin.yaml", "cannot read"), id="not_utf8"),
+    pytest.param(lambda d: (d / "zero.yaml").symlink_to("/dev/zero") or d / "zero.yaml",
+                 ("zero.yaml", "not a regular file"), id="endless_device"),
 ])
 def test_unreadable_config(tmp_path, command, make, fragments):
     proc = run_softmax(command, make(tmp_path).relative_to(tmp_path), cwd=tmp_path, timeout=60)
     assert_user_error(proc, *fragments)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_device_as_data_file_is_refused_not_read_without_end(tmp_path):
+    (tmp_path / "train.csv").symlink_to("/dev/zero")
+    train_must_fail(tmp_path, "data: {source: csv, train: train.csv}\ntrain: {epochs: 1}\n",
+                    "/dev/zero: not a regular file")   # data paths are resolved, links followed
 
 
 # ================================================================================== CSV

@@ -90,7 +90,14 @@ _IDX_NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic number."""
+    """The file's bytes, gunzipped when it starts with the gzip magic number.
+
+    Raises:
+        UserError: naming ``path``: missing, a directory, unreadable, not a regular file (a
+            device such as /dev/zero or a pipe would be read without end), or corrupt gzip.
+    """
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise UserError(f"{path}: not a regular file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
