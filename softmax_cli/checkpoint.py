@@ -23,7 +23,7 @@ import numpy as np
 from . import __version__
 from .data.images import STYLES
 from .data.prepare import Preprocessor
-from .errors import UserError
+from .errors import UserError, quote
 from .nn import MLP
 
 FORMAT = "softmax-checkpoint"
@@ -182,13 +182,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         sizes, activation, dtype = (meta["model"][k] for k in ("sizes", "activation", "dtype"))
         if not (isinstance(sizes, list) and len(sizes) >= 2
                 and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)):
-            raise bad(f"model sizes must be a list of two or more positive integers, got {str(sizes)[:60]}")
+            raise bad(f"model sizes must be a list of two or more positive integers, got {quote(sizes)}")
         n_layers = len(sizes) - 1
         params = [arrays[f"{kind}{l}"] for l in range(n_layers) for kind in "Wb"]
         pixel_max = meta["preprocessing"]["pixel_max"]
         if isinstance(pixel_max, bool) or not isinstance(pixel_max, (int, float)) or not (
                 math.isfinite(pixel_max) and pixel_max > 0):
-            raise bad(f"preprocessing pixel_max must be a number > 0, got {str(pixel_max)[:60]!r}")
+            raise bad(f"preprocessing pixel_max must be a number > 0, got {quote(pixel_max)}")
         pre = Preprocessor(arrays["input_offset"], arrays["input_scale"], float(pixel_max),
                            meta["preprocessing"]["normalize"])
     except KeyError as exc:
@@ -208,7 +208,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise bad(f"input_offset and input_scale must be finite floats of shape ({d},) like W0's "
                   f"inputs, the scale above 0")
     if not isinstance(meta["image_style"], str) or meta["image_style"] not in STYLES:
-        raise bad(f"unknown image_style {str(meta['image_style'])[:60]!r}; known: {', '.join(STYLES)}")
+        raise bad(f"unknown image_style {quote(meta['image_style'])}; known: {', '.join(STYLES)}")
     if not (isinstance(classes, list) and len(classes) == sizes[-1] and all(isinstance(c, str) for c in classes)):
         raise bad(f"metadata 'classes' must be {sizes[-1]} class names, one per output")
     if not (isinstance(shape, list) and len(shape) == 2

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import difflib
 import math
-import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,13 +20,8 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, quote
 
-# how a bad value is quoted in an error: at most about a line of it (a YAML alias bomb expands
-# to gigabytes when printed whole)
-_QUOTE = reprlib.Repr()
-_QUOTE.maxlevel, _QUOTE.maxdict, _QUOTE.maxlist, _QUOTE.maxstring, _QUOTE.maxlong, _QUOTE.maxother = \
-    3, 4, 6, 60, 40, 60
 _INT64 = 2**63                   # NumPy's integers: config integers must fit in int64
 
 Source = Literal["digits", "csv", "idx", "folder"]
@@ -209,31 +203,31 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except UserError:
             if len(inner) == 1:
                 raise
-            raise UserError(f"{key}: expected {_describe(tp)}, got {_QUOTE.repr(value)}") from None
+            raise UserError(f"{key}: expected {_describe(tp)}, got {quote(value)}") from None
     if dataclasses.is_dataclass(tp):
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise UserError(f"{key}: expected a mapping, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected a mapping, got {quote(value)}")
         return _build(tp, value, key)
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise UserError(f"{key}: expected {_describe(tp)}, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected {_describe(tp)}, got {quote(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise UserError(f"{key}: expected {_describe(tp)}, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected {_describe(tp)}, got {quote(value)}")
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if tp is bool:
         if not isinstance(value, bool):
-            raise UserError(f"{key}: expected true or false, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected true or false, got {quote(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise UserError(f"{key}: expected an integer, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected an integer, got {quote(value)}")
         if not -_INT64 <= value < _INT64:
-            raise UserError(f"{key}: expected an integer of at most 19 digits, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected an integer of at most 19 digits, got {quote(value)}")
         return value
     if tp is float:
         # PyYAML reads "1e-3" (no dot) as a string: accept any number spelled as one.
@@ -247,11 +241,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except OverflowError:          # an integer beyond float's range
             finite = False
         if not finite:
-            raise UserError(f"{key}: expected a finite number, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected a finite number, got {quote(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str) or not value or "\0" in value:
-            raise UserError(f"{key}: expected a non-empty string without NUL bytes, got {_QUOTE.repr(value)}")
+            raise UserError(f"{key}: expected a non-empty string without NUL bytes, got {quote(value)}")
         return value
     raise TypeError(f"unsupported annotation {tp!r}")  # a bug in the schema, not user input
 
@@ -266,7 +260,7 @@ def _check_range(value: Any, bounds: tuple, key: str) -> None:
         left = "" if lo is None else (f"> {lo}" if lo_open else f">= {lo}")
         right = "" if hi is None else (f"< {hi}" if hi_open else f"<= {hi}")
         raise UserError(f"{key}: expected a value {' and '.join(p for p in (left, right) if p)}, "
-                        f"got {_QUOTE.repr(value)}")
+                        f"got {quote(value)}")
 
 
 def _nested_home(cls: type, key: str, prefix: str = "") -> list[str]:
@@ -417,7 +411,7 @@ def _check_consistency(cfg: Config) -> None:
         raise UserError(f"model.dropout: expected one rate per hidden layer ({len(m.hidden)}), "
                         f"or one number for all, got {m.dropout}")
     if any(not 0 <= r < 1 for r in m.dropout_rates()):
-        raise UserError(f"model.dropout: expected rates >= 0 and < 1, got {_QUOTE.repr(m.dropout)}")
+        raise UserError(f"model.dropout: expected rates >= 0 and < 1, got {quote(m.dropout)}")
 
 
 
@@ -464,5 +458,5 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         for (keys, _), item in zip(parsed, overrides or []):
             dotted = ".".join(keys)
             if message.startswith((f"{dotted}: ", f"{dotted}[", f"{dotted}.")):
-                raise UserError(f"--set {_QUOTE.repr(item)[1:-1]}: {message}") from None
+                raise UserError(f"--set {quote(item)[1:-1]}: {message}") from None
         raise

@@ -1,4 +1,16 @@
-"""The one exception type that means "the user's input is wrong"."""
+"""The one exception type that means "the user's input is wrong", and how its messages quote values."""
+
+import reprlib
+
+# at most about a line of a bad value (a YAML alias bomb expands to gigabytes printed whole)
+_QUOTE = reprlib.Repr()
+_QUOTE.maxlevel, _QUOTE.maxdict, _QUOTE.maxlist, _QUOTE.maxstring, _QUOTE.maxlong, _QUOTE.maxother = \
+    3, 4, 6, 60, 40, 60
+
+
+def quote(value) -> str:
+    """``repr(value)`` cut to about a line (``reprlib``): how an error message shows a bad value."""
+    return _QUOTE.repr(value)
 
 
 class UserError(Exception):

@@ -27,7 +27,7 @@ from .config import Config
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.images import style_for
 from .data.sources import Dataset
-from .errors import UserError
+from .errors import UserError, quote
 from .metrics import Evaluation, evaluate
 from .nn import MLP, Workspace
 from .optim import Optimizer, make_optimizer
@@ -534,12 +534,6 @@ def _score(row: dict, monitor: str, part: str) -> tuple[float, float]:
     return -row[monitor], 0.0
 
 
-def _shown(value) -> str:
-    """``value`` for an error message: its ``repr``, cut to 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _is_int(value) -> bool:
     """An ``int`` that is not a ``bool`` (JSON ``true`` loads as one)."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -564,55 +558,55 @@ def _state_problem(state: dict, cfg: Config, n_train: int | None) -> str | None:
     """
     epoch, rows_done, loss_sum, correct = (state[k] for k in ("epoch", "rows_done", "loss_sum", "correct"))
     if not _is_int(epoch) or epoch < 0:
-        return f"epoch must be an integer >= 0, got {_shown(epoch)}"
+        return f"epoch must be an integer >= 0, got {quote(epoch)}"
     if not _is_int(rows_done) or rows_done < 0:
-        return f"rows_done must be an integer >= 0, got {_shown(rows_done)}"
+        return f"rows_done must be an integer >= 0, got {quote(rows_done)}"
     if n_train is not None and rows_done >= n_train:
         return f"rows_done must be less than the {n_train} training images, got {rows_done}"
     if not _is_number(loss_sum, 0):
-        return f"loss_sum must be a finite number >= 0, got {_shown(loss_sum)}"
+        return f"loss_sum must be a finite number >= 0, got {quote(loss_sum)}"
     if not _is_int(correct) or not 0 <= correct <= rows_done:
-        return f"correct must be an integer in 0..{rows_done} (rows_done), got {_shown(correct)}"
+        return f"correct must be an integer in 0..{rows_done} (rows_done), got {quote(correct)}"
     if rows_done == 0 and loss_sum != 0:
-        return f"loss_sum must be 0 when rows_done is 0, got {_shown(loss_sum)}"
+        return f"loss_sum must be 0 when rows_done is 0, got {quote(loss_sum)}"
     for key in ("epoch_rng", "rng"):
         try:   # the generator train() seeds; setting its state checks the value thoroughly
             np.random.default_rng(0).bit_generator.state = state[key]
         except (TypeError, ValueError, KeyError, OverflowError):
-            return f"{key} must be a state of NumPy's default generator (PCG64), got {_shown(state[key])}"
+            return f"{key} must be a state of NumPy's default generator (PCG64), got {quote(state[key])}"
 
     rows, has_val = state["rows"], cfg.data.val_fraction > 0
     if not isinstance(rows, list) or len(rows) != epoch:
-        return f"rows must be a list of {epoch} metrics rows (one per epoch done), got {_shown(rows)}"
+        return f"rows must be a list of {epoch} metrics rows (one per epoch done), got {quote(rows)}"
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or set(row) != set(METRIC_COLUMNS):
             return (f"rows[{i}] must be a metrics row with the keys {', '.join(METRIC_COLUMNS)}, "
-                    f"got {_shown(row)}")
+                    f"got {quote(row)}")
         if not _is_int(row["epoch"]) or row["epoch"] != i + 1:
-            return f"rows[{i}].epoch must be {i + 1}, got {_shown(row['epoch'])}"
+            return f"rows[{i}].epoch must be {i + 1}, got {quote(row['epoch'])}"
         for key in METRIC_COLUMNS[1:]:
             value = row[key]
             if key.startswith("val_") and not has_val:
                 if value != "":
-                    return f"rows[{i}].{key} must be '' (the run has no validation split), got {_shown(value)}"
+                    return f"rows[{i}].{key} must be '' (the run has no validation split), got {quote(value)}"
             elif not _is_number(value, 0) or (key.endswith("_acc") and value > 1):
                 return (f"rows[{i}].{key} must be a finite number "
-                        f"{'in [0, 1]' if key.endswith('_acc') else '>= 0'}, got {_shown(value)}")
+                        f"{'in [0, 1]' if key.endswith('_acc') else '>= 0'}, got {quote(value)}")
 
     best_score, best_epoch, stale = state["best_score"], state["best_epoch"], state["stale"]
     if not (isinstance(best_score, list) and len(best_score) == 2 and all(
             _is_number(v) or (isinstance(v, float) and v == -float("inf")) for v in best_score)):
-        return f"best_score must be a list of two numbers (finite or -Infinity), got {_shown(best_score)}"
+        return f"best_score must be a list of two numbers (finite or -Infinity), got {quote(best_score)}"
     if not _is_int(best_epoch) or not min(epoch, 1) <= best_epoch <= epoch:    # epoch 1 beats -inf
         wanted = f"an integer in 1..{epoch} (an epoch done)" if epoch else "0 (no epoch is done)"
-        return f"best_epoch must be {wanted}, got {_shown(best_epoch)}"
+        return f"best_epoch must be {wanted}, got {quote(best_epoch)}"
     if not _is_int(stale) or not 0 <= stale <= epoch - best_epoch:
         return (f"stale must be an integer in 0..{epoch - best_epoch} (epochs since best_epoch), "
-                f"got {_shown(stale)}")
+                f"got {quote(stale)}")
     if not _is_number(state["lr"]) or state["lr"] <= 0:
-        return f"lr must be a finite number > 0, got {_shown(state['lr'])}"
+        return f"lr must be a finite number > 0, got {quote(state['lr'])}"
     if not _is_int(state["t"]) or state["t"] < 0:
-        return f"t must be an integer >= 0, got {_shown(state['t'])}"
+        return f"t must be an integer >= 0, got {quote(state['t'])}"
     return None
 
 
