@@ -161,18 +161,22 @@ class Adam(Optimizer):
         super().__init__(params, lr, **kw)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.m, self.v = self._state(), self._state()
+        # the kernel's fixed scalars in each dtype of the parameters; tiny and g_floor: see it
+        self._constants = {dt: tuple(dt.type(c) for c in (
+            self.beta1, 1 - self.beta1, self.beta2, 1 - self.beta2, self.eps, np.finfo(dt).tiny,
+            np.sqrt(np.finfo(dt).tiny / max(1 - self.beta2, 1e-30))))
+            for dt in {p.dtype for p in self.params}}
 
     state_names = ("m", "v")
 
     def _coefficients(self):
-        b1, b2, t = self.beta1, self.beta2, self.t
-        return {dt: tuple(dt.type(c) for c in (b1, 1 - b1, b2, 1 - b2, self.lr / (1 - b1 ** t),
-                                               1 / (1 - b2 ** t), self.eps, np.finfo(dt).tiny,
-                                               np.sqrt(np.finfo(dt).tiny / max(1 - b2, 1e-30))))
-                for dt in {p.dtype for p in self.params}}
+        # per dtype: the constants (converted once), then the step's bias-corrected scales
+        lr_m_hat, v_hat_scale = self.lr / (1 - self.beta1 ** self.t), 1 / (1 - self.beta2 ** self.t)
+        return {dt: (constants, dt.type(lr_m_hat), dt.type(v_hat_scale))
+                for dt, constants in self._constants.items()}
 
     def _update(self, i, p, g, coefficients, weight_decay):
-        b1, one_minus_b1, b2, one_minus_b2, lr_m_hat, v_hat_scale, eps, tiny, g_floor = coefficients
+        (b1, one_minus_b1, b2, one_minus_b2, eps, tiny, g_floor), lr_m_hat, v_hat_scale = coefficients
         dt = p.dtype.type
         l2, shrink = (0.0, 1.0 - self.lr * weight_decay) if self.decoupled else (weight_decay, 1.0)
         _adam_kernel(p, g, self.m[i], self.v[i], b1, one_minus_b1, b2, one_minus_b2,

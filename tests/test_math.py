@@ -136,10 +136,35 @@ def test_backprop_with_smoothed_targets_matches_central_differences():
     assert max(r.rel_error for r in check_gradients(model, X, Y)) < TOLERANCE
 
 
+# f'(z) in terms of A = f(z), as the math note and the textbooks write them
+DERIVATIVES = {"relu": lambda A: (A > 0).astype(A.dtype),
+               "leaky_relu": lambda A: np.where(A > 0, 1, 0.01).astype(A.dtype),
+               "tanh": lambda A: 1 - A * A,
+               "sigmoid": lambda A: A * (1 - A)}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", sorted(DERIVATIVES))
+def test_each_derivative_multiplies_delta_and_sums_the_bias_gradient(activation, dtype):
+    # the compiled derivative of every activation, in both dtypes (gradcheck runs float64
+    # only): delta * f'(z) in place, and its column sums as the layer's dJ/db
+    rng = np.random.default_rng(11)
+    A = functional.ACTIVATIONS[activation](rng.normal(size=(9, 7)).astype(dtype), np.empty((9, 7), dtype))
+    A[0, :3] = 0                                 # ReLU's kink: its derivative is taken as 0
+    delta = rng.normal(size=(9, 7)).astype(dtype)
+    expected = delta * DERIVATIVES[activation](A)
+    bias_grad = np.full(7, np.nan, dtype)
+    out = functional.ACTIVATION_GRADS[activation](A, delta, bias_grad)
+    assert out is delta and delta.dtype == dtype
+    np.testing.assert_allclose(delta, expected, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_allclose(bias_grad, expected.sum(axis=0), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
 def test_gradcheck_catches_a_wrong_derivative(monkeypatch):
     # tanh'(z) written as 1 - tanh(z) instead of 1 - tanh(z)^2: the check must fail
-    def wrong(A, delta, scratch):
+    def wrong(A, delta, bias_grad):
         delta *= 1 - A
+        np.sum(delta, axis=0, out=bias_grad)
         return delta
 
     monkeypatch.setitem(functional.ACTIVATION_GRADS, "tanh", wrong)

@@ -1,8 +1,8 @@
 """The loops of the training step, compiled by numba.
 
 Each replaces several NumPy calls (each a pass over memory, most allocating) by one pass: the
-softmax cross-entropy with its fused gradient, the row gather of a batch with its
-preprocessing, the dropout mask. The formulas and their derivation are in the docstrings of
+softmax cross-entropy with its fused gradient, the activation derivatives with the bias
+gradient, the row gather of a batch with its preprocessing, the dropout mask. The formulas and their derivation are in the docstrings of
 the functions that call them (:func:`~softmax_cli.nn.functional.softmax_cross_entropy`,
 :meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
 ``../shared/docs/math.md``. Kept in their own module so that ``softmax predict`` and
@@ -19,6 +19,9 @@ from numba import njit
 def softmax_xent_labels(Z, y, smoothing, bias_grad):  # pragma: no cover (compiled)
     # targets Y_ij = (1 - smoothing) [j == y_i] + smoothing / K, never built as a matrix
     m, K = Z.shape
+    for i in range(m):
+        if y[i] < 0 or y[i] >= K:                  # checked before anything is written
+            return np.nan, -1
     off = smoothing / K                            # Y_ij off the label
     on = 1.0 - smoothing + off                     # Y_ij at the label
     total = 0.0
@@ -79,6 +82,34 @@ def softmax_xent_targets(Z, Y, bias_grad):  # pragma: no cover (compiled)
             row[j] = (row[j] / sum_exp - Y[i, j]) / m
             bias_grad[j] += row[j]
     return total / m, hits
+
+
+# which derivative activation_backward applies (functional.ACTIVATION_GRADS names them)
+RELU, LEAKY_RELU, TANH, SIGMOID = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def activation_backward(kind, slope, A, delta, bias_grad):  # pragma: no cover (compiled)
+    # delta *= f'(z), with f'(z) written through A = f(z) (the formulas of
+    # functional.ACTIVATION_GRADS), and bias_grad = the column sums of the result, dJ/db of
+    # the layer: one pass where NumPy made three (the mask or f', the product, the sum).
+    # `kind` is the same for every entry, so the compiler moves the branch out of the loop.
+    zero, one = delta.dtype.type(0), delta.dtype.type(1)
+    bias_grad[:] = 0
+    for i in range(delta.shape[0]):
+        a_row, d_row = A[i], delta[i]
+        for j in range(d_row.size):
+            a, d = a_row[j], d_row[j]
+            if kind == RELU:                       # 1 where z > 0 (where A > 0), else 0
+                d = d * (one if a > zero else zero)
+            elif kind == LEAKY_RELU:               # 1 where A > 0, else the slope
+                d = d * (one if a > zero else slope)
+            elif kind == TANH:                     # 1 - tanh(z)^2
+                d = d * (one - a * a)
+            else:                                  # sigma(z) (1 - sigma(z))
+                d = d * ((one - a) * a)
+            d_row[j] = d
+            bias_grad[j] += d
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -200,13 +200,12 @@ class MLP:
         grad_fn = ACTIVATION_GRADS[self.activation]
         for l in range(self.n_layers - 1, -1, -1):
             np.matmul(inputs[l].T, delta, out=grads[2 * l])
-            if l < self.n_layers - 1:
-                np.sum(delta, axis=0, out=grads[2 * l + 1])
             if l > 0:
                 back = np.matmul(delta, self.weights[l].T, out=ws.delta[l - 1][:m])
                 if inputs[l] is not acts[l]:
                     back *= ws.mask[l][:m]          # through the dropout of layer l's input
-                delta = grad_fn(acts[l], back, ws.scratch[l - 1][:m])
+                # delta_{l-1}, and with it dJ/db_{l-1}, its column sums
+                delta = grad_fn(acts[l], back, grads[2 * l - 1])
         return loss, grads, n_correct
 
     def apply_max_norm(self, max_norm: float) -> None:
@@ -234,7 +233,7 @@ class Workspace:
         delta: per hidden layer, (batch_size, sizes[l + 1]): back-propagated deltas
             (training only, else None).
         scratch: per hidden layer, (batch_size, sizes[l + 1]): working memory of the
-            activation and its derivative (e.g. the mask ``A > 0`` of ReLU's).
+            activation (e.g. leaky ReLU's ``a Z``).
         grads: arrays shaped like the model's params (training only, else None).
         mask, dropped: per weight layer l, (batch_size, sizes[l]): the dropout mask of its
             input and the masked input, for the layers with a ``dropout`` rate above 0
