@@ -47,7 +47,8 @@ def _sigmoid(Z, scratch):
 #   tanh: 1 - A^2;  sigmoid: A (1 - A);
 # and writes the column sums of the result, dJ/db = sum over rows of delta, into the bias
 # gradient. One compiled pass does both (``kernels.activation_backward``: training only, so
-# numba is imported here, not by ``softmax predict``). Returns delta.
+# numba is imported here, not by ``softmax predict``). Returns delta. Adding an activation is
+# an entry in ACTIVATIONS and a branch of that kernel.
 def _derivative(kind: str):
     def grad(A, delta, bias_grad):
         from . import kernels   # numba: training only

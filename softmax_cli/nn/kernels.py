@@ -2,8 +2,9 @@
 
 Each replaces several NumPy calls (each a pass over memory, most allocating) by one pass: the
 softmax cross-entropy with its fused gradient, the activation derivatives with the bias
-gradient, the row gather of a batch with its preprocessing, the dropout mask. The formulas and their derivation are in the docstrings of
-the functions that call them (:func:`~softmax_cli.nn.functional.softmax_cross_entropy`,
+gradient, the row gather of a batch with its preprocessing, the dropout mask. The formulas
+and their derivation are in the docstrings and comments of the code that calls them
+(:func:`~softmax_cli.nn.functional.softmax_cross_entropy`, ``functional.ACTIVATION_GRADS``,
 :meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
 ``../shared/docs/math.md``. Kept in their own module so that ``softmax predict`` and
 ``softmax --help``, which never compute a gradient, do not import numba (about 0.2 s).
