@@ -44,9 +44,10 @@ class CurvesWriter:
     than a whole epoch of a small model, so the picture is drawn after an epoch only when
     :data:`CURVES_EVERY_S` seconds have passed since training started or since it was last
     drawn (a short run draws it once), and always when training ends: finished, stopped
-    early, interrupted (SIGINT, SIGTERM) or stopped by a non-finite loss. Each picture is written atomically, so an interrupted run keeps a
-    whole one; a resumed run holds all earlier rows, so its final picture shows every
-    epoch. matplotlib is imported on the first drawing.
+    early, interrupted (SIGINT, SIGTERM) or stopped by a non-finite loss. Each picture is
+    written atomically, so an interrupted run keeps a whole one; a resumed run holds all
+    earlier rows, so its final picture shows every epoch. matplotlib is imported on the
+    first drawing.
     """
 
     def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S):
