@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from softmax_cli.cache import mnist_dir  # noqa: E402  ($SOFTMAX_MNIST_DIR, else the download cache)
+
 # the child: load MNIST with the checked-out revision's speed.py, then time one epoch per line
 CHILD = """
 import sys, time
@@ -66,7 +68,7 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.3, help="seconds before each epoch")
     parser.add_argument("--env-a", nargs="*", default=[], metavar="NAME=VALUE")
     parser.add_argument("--env-b", nargs="*", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--data", type=Path, default=mnist_dir())
     args = parser.parse_args()
     if args.rounds < 2:
         sys.exit("--rounds: need at least 2 for a spread")

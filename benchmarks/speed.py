@@ -3,7 +3,7 @@
     python benchmarks/speed.py                  # everything (about 5 minutes on 2 cores)
     python benchmarks/speed.py --no-sweep       # skip the width and batch-size curves
 
-On MNIST (60,000 images, ../shared/data/mnist), network 784-256-10 ReLU, batch 128, Adam with
+On MNIST (60,000 images, $SOFTMAX_MNIST_DIR), network 784-256-10 ReLU, batch 128, Adam with
 lr 1e-3, float32, it times one epoch of:
 
 - ours: ``softmax_cli.training.train_epoch``, the loop ``softmax train`` runs;
@@ -44,6 +44,8 @@ from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from softmax_cli.cache import mnist_dir  # noqa: E402  ($SOFTMAX_MNIST_DIR, else the download cache)
 
 from softmax_cli.data import Preprocessor  # noqa: E402
 from softmax_cli.data.sources import read_idx  # noqa: E402
@@ -231,7 +233,7 @@ def memory_and_startup(data: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--data", type=Path, default=mnist_dir())
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--rounds", type=int, default=5, help="timed epochs per method (median)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the width and batch curves")

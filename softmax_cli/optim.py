@@ -17,7 +17,10 @@ float32 parameters are updated in float32 arithmetic.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .cache import configure_numba
+
+configure_numba()   # compiled kernels are cached in the user cache directory, never in the package
+from numba import njit  # noqa: E402
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from softmax_cli.cache import mnist_dir
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "configs"
 SAMPLES = REPO / "data" / "samples"
-MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+MNIST = mnist_dir()   # $SOFTMAX_MNIST_DIR, else the download cache
+MNIST_MISSING = (f"MNIST not found at {MNIST}: set SOFTMAX_MNIST_DIR to a folder holding the four "
+                 f"IDX files (.ci/run does), or train configs/mnist.yaml once to download them")
 
 
 def _entry_point() -> str:
@@ -94,7 +101,7 @@ def mnist_run(tmp_path_factory) -> dict:
     Smaller or shorter runs (784-128-10 for 3 epochs: 97.0%) leave too little margin for the
     97% the style test asks of predict."""
     if not MNIST.is_dir():
-        pytest.skip(f"MNIST not found at {MNIST}")
+        pytest.skip(MNIST_MISSING)
     return _train_once(tmp_path_factory, "mnist", CONFIGS / "mnist.yaml", "--set", f"data.root={MNIST}",
                        "--set", "model.hidden=[512,256]", "--set", "train.epochs=8", "--set", "model.dropout=0",
                        "--set", "model.input_dropout=0", "--set", "train.label_smoothing=0",

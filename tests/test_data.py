@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MNIST
+from conftest import MNIST, MNIST_MISSING
 from softmax_cli.checkpoint import load_checkpoint, save_checkpoint
 from softmax_cli.config import DataConfig, config_from_dict
 from softmax_cli.data import Dataset, Preprocessor, load_dataset, make_splits, read_idx
@@ -123,7 +123,7 @@ def test_per_feature_scaling_leaves_constant_pixels_finite():
     assert np.isfinite(Z).all() and (Z[:, 1] == 0).all()
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="MNIST not available")
+@pytest.mark.skipif(not MNIST.is_dir(), reason=MNIST_MISSING)
 def test_normalisation_reproduces_mnist_own_preprocessing():
     images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")[:300] / 255.0
     redone = np.array([normalize_digit(x.astype(np.float32), (28, 28)) for x in images])

@@ -1,4 +1,4 @@
-"""MNIST from ../shared/data/mnist: the IDX reader, training and eval, predict on PNGs."""
+"""MNIST (from $SOFTMAX_MNIST_DIR, see conftest): the IDX reader, training and eval, predict on PNGs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 import yaml
 from PIL import Image, ImageFilter
 
-from conftest import MNIST, run_softmax
+from conftest import MNIST, MNIST_MISSING, run_softmax
 from softmax_cli.data import read_idx
 
-pytestmark = pytest.mark.skipif(not MNIST.is_dir(), reason=f"MNIST not found at {MNIST}")
+pytestmark = pytest.mark.skipif(not MNIST.is_dir(), reason=MNIST_MISSING)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The network, in plain NumPy: activations, softmax + cross-entropy, the MLP.
 
-Read it next to ``../shared/docs/math.md``; nothing here imports the CLI, YAML or the data layer.
+Read it next to ``docs/math.md``; nothing here imports the CLI, YAML or the data layer.
 """
 
 from .functional import (ACTIVATIONS, cross_entropy, log_softmax, softmax,

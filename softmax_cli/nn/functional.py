@@ -1,6 +1,6 @@
 """Activations, softmax, log-softmax and categorical cross-entropy with its fused gradient.
 
-Shapes follow the row-batch layout of ``../shared/docs/math.md``: logits ``Z`` are
+Shapes follow the row-batch layout of ``docs/math.md``: logits ``Z`` are
 ``(m, K)`` for ``m`` examples and ``K`` classes; a target is either integer labels ``(m,)``
 or a distribution per row ``(m, K)`` (one-hot, or smoothed: the fused gradient is the same).
 """

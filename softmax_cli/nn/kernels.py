@@ -6,14 +6,17 @@ gradient, the row gather of a batch with its preprocessing, the dropout mask. Th
 and their derivation are in the docstrings and comments of the code that calls them
 (:func:`~softmax_cli.nn.functional.softmax_cross_entropy`, ``functional.ACTIVATION_GRADS``,
 :meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
-``../shared/docs/math.md``. Kept in their own module so that ``softmax predict`` and
+``docs/math.md``. Kept in their own module so that ``softmax predict`` and
 ``softmax --help``, which never compute a gradient, do not import numba (about 0.2 s).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ..cache import configure_numba
+
+configure_numba()   # compiled kernels are cached in the user cache directory, never in the package
+from numba import njit  # noqa: E402
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

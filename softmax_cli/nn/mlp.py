@@ -2,7 +2,7 @@
 
 Layer ``l`` computes ``Z_l = A_{l-1} W_l + b_l`` (row layout: ``A_{l-1}`` is ``(m, n_in)``,
 ``W_l`` is ``(n_in, n_out)``, ``b_l`` is ``(n_out,)``), then ``A_l = f(Z_l)`` for hidden layers
-and ``softmax(Z_L)`` for the output. The backward pass is the one of ``../shared/docs/math.md``:
+and ``softmax(Z_L)`` for the output. The backward pass is the one of ``docs/math.md``:
 the fused output delta ``(A - Y) / m``, then ``delta_l = (delta_{l+1} W_{l+1}^T) * f'(Z_l)``.
 """
 
