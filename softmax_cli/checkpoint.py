@@ -53,6 +53,40 @@ class Checkpoint:
     def image_shape(self) -> tuple[int, int]:
         return tuple(self.meta["image_shape"])
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature ``T`` the probabilities use, ``softmax(logits / T)``
+        (temperature scaling, Guo et al. 2017, "On calibration of modern neural networks");
+        1.0 when the checkpoint holds none (``metadata["calibration"]["temperature"]``)."""
+        calibration = self.meta.get("calibration")
+        if isinstance(calibration, dict) and "temperature" in calibration:
+            return float(calibration["temperature"])
+        return 1.0
+
+    def logits(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Uncalibrated logits (n, K), the model's dtype, of raw input rows ``X`` (n, d) in
+        the training data's pixel units (0..pixel_max): the checkpoint's preprocessing,
+        then the network.
+
+        Raises:
+            ValueError: ``X`` is not (n, d) with the model's number of features.
+        """
+        return self.model.logits(self.preprocessor.transform(np.asarray(X), self.model.dtype), batch_size)
+
+    def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Class probabilities (n, K), rows summing to 1, of raw input rows ``X`` (n, d):
+        ``softmax(logits / T)`` with the checkpoint's :attr:`temperature`. The one place
+        where a checkpoint's probabilities are made (predict, eval, export and serve).
+
+        Raises:
+            ValueError: as :meth:`logits`.
+        """
+        from .nn import softmax
+
+        Z = self.logits(X, batch_size)
+        T = self.temperature
+        return softmax(Z if T == 1.0 else Z / Z.dtype.type(T))
+
 
 def newest_checkpoint(runs: Path = Path("runs")) -> Path:
     """The most recently written ``runs/*/best.npz``.

@@ -23,3 +23,12 @@ class UserError(Exception):
     def __init__(self, message: str):
         # one line, whatever a file name, key or value quoted in it holds
         super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message)))
+
+
+def quote_data(value) -> str:
+    """How an error message shows content read from a data file (a CSV cell, a line, a label).
+
+    Every reader quotes file content through this one function, so that content of files a
+    checkpoint names (a checkpoint may come from anyone) can be kept out of messages here.
+    """
+    return quote(value)

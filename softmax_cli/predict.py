@@ -93,8 +93,7 @@ def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1
             on_error(exc)
     if not rows:
         return []
-    X = ckpt.preprocessor.transform(np.stack(rows), ckpt.model.dtype)
-    proba = ckpt.model.predict_proba(X, batch_size=len(X))          # one forward pass
+    proba = ckpt.predict_proba(np.stack(rows), batch_size=len(rows))          # one forward pass
     sure = answered(proba, threshold)
     k = min(top_k, proba.shape[1])
     order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
