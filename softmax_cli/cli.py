@@ -457,6 +457,86 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
         raise typer.Exit(EXIT_FAILURE)
 
 
+# ------------------------------------------------------------------- export and serve
+def _checkpoint_path(given: Path) -> Path:
+    """The checkpoint file that export's and serve's CKPT names. (Once the shipped-models
+    registry ``softmax_cli.models`` lands, a model's name too: ``return models.resolve(given)``.)"""
+    return given
+
+
+def _needs(extra: str, *modules: str) -> None:
+    """Refuse, in one line, a command whose optional extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"this command needs {' and '.join(missing)}: pip install 'softmax-cli[{extra}]'")
+
+
+def _sigterm_interrupts():
+    """A context in which SIGTERM raises KeyboardInterrupt, as Ctrl-C (SIGINT) does: exit 130
+    and one line, and ``finally`` blocks (a partial file removed) run."""
+    import contextlib
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def context():
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return context()
+
+
+@app.command("export")
+@_handle_errors
+def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+                                             show_default=False),
+            format_: str = typer.Option("onnx", "--format", help="The format: onnx."),
+            output: Optional[Path] = typer.Option(
+                None, "--output", "-o", show_default=False,
+                help="The file to write; default: the checkpoint's name with .onnx, beside it. An existing "
+                     "file is never overwritten (NAME-2.onnx, ... instead)."),
+            opset: Optional[int] = typer.Option(None, "--opset", metavar="N", show_default=False,
+                                                help="ONNX opset to target, 13 or newer; default 17."),
+            verify: bool = typer.Option(False, "--verify",
+                                        help="Before writing, run the exported model with onnxruntime on the "
+                                             "checkpoint's whole test split and compare its probabilities "
+                                             "with the checkpoint's (at most 1e-5 apart, the same classes)."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Export a checkpoint as an ONNX model: raw pixels in, logits and probabilities out."""
+    with _sigterm_interrupts():
+        if format_ != "onnx":
+            raise UserError(f"--format: expected onnx, got {format_!r}")
+        _needs("export", "onnx", "onnxruntime")
+        from . import export
+        from .checkpoint import load_checkpoint
+        from .predict import check_output, write_new_file
+
+        path = _checkpoint_path(checkpoint)
+        target = output if output is not None else export.default_output(path)
+        check_output(target, "--output", "model.onnx")
+        ckpt = load_checkpoint(path)
+        data = export.to_onnx(ckpt, export.DEFAULT_OPSET if opset is None else opset).SerializeToString()
+        check = export.verify(ckpt, data, export.test_rows(ckpt)) if verify else None
+        if check is None or check.ok:
+            written = write_new_file(target, data, "--output")
+            if written != target:
+                _err(f"{target} exists and was left as it was; wrote {written}")
+    result = export.summary(ckpt, written if check is None or check.ok else None, len(data),
+                            export.DEFAULT_OPSET if opset is None else opset, check)
+    typer.echo(json.dumps(result) if as_json else export.format_summary(result))
+    if check is not None and not check.ok:
+        _err(f"softmax: error: {path}: the exported model does not match the checkpoint (largest difference "
+             f"of probabilities {check.max_abs_diff:.3g}, {check.classes_differ} classes differ); nothing written")
+        raise typer.Exit(EXIT_FAILURE)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
