@@ -537,6 +537,50 @@ def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g.
         raise typer.Exit(EXIT_FAILURE)
 
 
+@app.command()
+@_handle_errors
+def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/mnist/best.npz).",
+                                            show_default=False),
+          host: str = typer.Option("127.0.0.1", "--host",
+                                   help="Address to listen on; 0.0.0.0 opens the server to the network."),
+          port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
+          workers: int = typer.Option(1, "--workers", min=1, max=256,
+                                      help="Worker processes, each with its own copy of the model."),
+          max_request_mb: int = typer.Option(10, "--max-request-mb", min=1, max=1024,
+                                             help="Refuse request bodies larger than this many MiB (413)."),
+          log_level: str = typer.Option("warning", "--log-level",
+                                        help="uvicorn's log level: critical, error, warning, info (adds a "
+                                             "line per request) or debug.")) -> None:
+    """Serve a checkpoint over HTTP: POST /predict, GET /model, a page to draw a digit on at /."""
+    with _sigterm_interrupts():
+        _needs("serve", "fastapi", "uvicorn", "multipart")
+        from .checkpoint import load_checkpoint
+        from .serve.server import LOG_LEVELS, run
+
+        if log_level not in LOG_LEVELS:
+            raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        path = _checkpoint_path(checkpoint)
+        ckpt = load_checkpoint(path)
+        sizes = "-".join(map(str, ckpt.model.sizes))
+
+        def announce(url: str) -> None:
+            _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
+                 f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
+                 f"{url}docs; Ctrl-C to stop")
+
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
+                 f"(it has no authentication)")
+        try:
+            run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
+        except KeyboardInterrupt:
+            _err("softmax: interrupted; the server stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except RuntimeError as exc:
+            _err(f"softmax: error: {exc}")
+            raise typer.Exit(EXIT_FAILURE) from None
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
