@@ -522,16 +522,17 @@ def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g.
         target = output if output is not None else export.default_output(path)
         check_output(target, "--output", "model.onnx")
         ckpt = load_checkpoint(path)
-        data = export.to_onnx(ckpt, export.DEFAULT_OPSET if opset is None else opset).SerializeToString()
+        opset = export.DEFAULT_OPSET if opset is None else opset
+        data = export.to_onnx(ckpt, opset).SerializeToString()
         check = export.verify(ckpt, data, export.test_rows(ckpt)) if verify else None
+        written = None
         if check is None or check.ok:
             written = write_new_file(target, data, "--output")
             if written != target:
                 _err(f"{target} exists and was left as it was; wrote {written}")
-    result = export.summary(ckpt, written if check is None or check.ok else None, len(data),
-                            export.DEFAULT_OPSET if opset is None else opset, check)
-    typer.echo(json.dumps(result) if as_json else export.format_summary(result))
-    if check is not None and not check.ok:
+        result = export.summary(ckpt, written, len(data), opset, check)
+        typer.echo(json.dumps(result) if as_json else export.format_summary(result))
+    if written is None:
         _err(f"softmax: error: {path}: the exported model does not match the checkpoint (largest difference "
              f"of probabilities {check.max_abs_diff:.3g}, {check.classes_differ} classes differ); nothing written")
         raise typer.Exit(EXIT_FAILURE)

@@ -190,3 +190,20 @@ def test_a_signal_during_export_is_exit_130_and_one_line(mnist_run, tmp_path, si
     assert proc.returncode == 130, (proc.returncode, err)
     assert err == "softmax: interrupted\n" and out == ""
     assert not target.exists()
+
+
+@pytest.mark.parametrize("command, extra", [("export", "export"), ("serve", "serve")])
+def test_a_missing_extra_is_named_in_one_line(tmp_path, monkeypatch, command, extra):
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from softmax_cli.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in ("onnx", "uvicorn") else
+                        real(name, *a))
+    result = CliRunner().invoke(app, [command, str(tmp_path / "m.npz")])
+    assert result.exit_code == 2
+    missing = "onnx" if command == "export" else "uvicorn"
+    assert result.stderr == f"softmax: error: this command needs {missing}: pip install 'softmax-cli[{extra}]'\n"

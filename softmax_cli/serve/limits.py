@@ -1,6 +1,11 @@
-"""A limit on the size of a request's body, as ASGI middleware (neither uvicorn nor Starlette
-has one; nginx's ``client_max_body_size`` is the usual place, and this server may have none
-in front of it)."""
+"""A limit on the size of a request's body, as ASGI middleware.
+
+uvicorn has none, and nginx's ``client_max_body_size`` (the usual place) may not stand in front
+of this server. FastAPI 0.164 added ``FastAPI(max_body_size=...)`` (Starlette 1.6's
+``RequestBodyLimitMiddleware``), but it answers ``text/plain`` "Content Too Large", and every
+error of this server is JSON naming what was wrong; it would also raise the floor of the
+``serve`` extra to this year's FastAPI. So this small wrapper of ``receive`` stays.
+"""
 
 from __future__ import annotations
 
