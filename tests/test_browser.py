@@ -4,13 +4,14 @@ page ``softmax serve`` gives, and reads the class the page shows."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.actions import interaction
+from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from selenium.webdriver.common.actions.pointer_input import PointerInput
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -44,27 +45,26 @@ def browser(tmp_path_factory):
                  "--disable-dev-shm-usage", "--window-size=800,900",
                  f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         options.add_argument(flag)
-    os.environ.setdefault("SE_OFFLINE", "true")          # Selenium Manager: download nothing
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SE_OFFLINE", "true")                # Selenium Manager: download nothing
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
     yield driver
     driver.quit()
 
 
-def draw(driver, strokes) -> None:
-    """Draw ``strokes`` with the mouse: press, move through the points, release."""
+def draw(driver, strokes, pointer: str = interaction.POINTER_MOUSE) -> None:
+    """Draw ``strokes`` with the mouse or a finger (``interaction.POINTER_TOUCH``): press,
+    move through the points, release."""
     pad = driver.find_element(By.ID, "pad")
     scale = pad.size["width"] / 280
-    centre = (140, 140)
     for stroke in strokes:
-        (x0, y0), rest = stroke[0], stroke[1:]
-        chain = ActionChains(driver, duration=30)
-        chain.move_to_element_with_offset(pad, round((x0 - centre[0]) * scale), round((y0 - centre[1]) * scale))
-        chain.click_and_hold()
-        px, py = x0, y0
-        for x, y in rest:
-            chain.move_by_offset(round((x - px) * scale), round((y - py) * scale))
-            px, py = x, y
-        chain.release().perform()
+        actions = ActionBuilder(driver, mouse=PointerInput(pointer, pointer), duration=30)
+        for i, (x, y) in enumerate(stroke):        # offsets from the canvas's centre
+            actions.pointer_action.move_to(pad, round((x - 140) * scale), round((y - 140) * scale))
+            if i == 0:
+                actions.pointer_action.pointer_down()
+        actions.pointer_action.pointer_up()
+        actions.perform()
 
 
 def answer(driver) -> str:
@@ -74,17 +74,26 @@ def answer(driver) -> str:
     return driver.find_element(By.ID, "prediction").text
 
 
-def test_drawing_a_7_and_a_1_on_the_page(browser, mnist_checkpoint, tmp_path):
+def shown_probability(driver) -> float:
+    """The percentage the page shows for its answer ("probability 99.7%")."""
+    text = driver.find_element(By.ID, "probability").text
+    assert text.startswith("probability ") and text.endswith("%"), text
+    return float(text[len("probability "):-1])
+
+
+def test_drawing_a_7_with_the_mouse_and_a_1_with_a_finger(browser, mnist_checkpoint, tmp_path):
     with running_server(mnist_checkpoint, cwd=tmp_path) as server:
         browser.get(server.url)
         WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "model").text.startswith("MLP 784-"))
         assert browser.find_element(By.ID, "status").get_attribute("data-state") == "empty"
         draw(browser, STROKES["7"])
         assert answer(browser) == "7"
+        assert shown_probability(browser) >= 90
         bars = browser.find_elements(By.CSS_SELECTOR, "#bars li")
         assert len(bars) == 10 and bars[0].find_element(By.CLASS_NAME, "label").text == "7"
         browser.find_element(By.ID, "clear").click()
         assert browser.find_element(By.ID, "prediction").text == ""
         assert browser.find_elements(By.CSS_SELECTOR, "#bars li") == []
-        draw(browser, STROKES["1"])
+        draw(browser, STROKES["1"], interaction.POINTER_TOUCH)
         assert answer(browser) == "1"
+        assert shown_probability(browser) >= 90
