@@ -24,13 +24,14 @@ class Server:
     url: str
     proc: subprocess.Popen
     stderr: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> tuple[int, list[str]]:
         """Send ``sig``, wait for the exit; return the exit code and every stderr line."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
-        self._reader.join(timeout)
+        self.reader.join(timeout)
         return code, self.stderr
 
 
@@ -54,8 +55,7 @@ def running_server(checkpoint: Path | str, *args: str, cwd: Path | None = None, 
         while server is None:
             found = [m for m in map(re.compile(r" on (http://\S+?/) ").search, lines) if m]
             if found:
-                server = Server(found[0].group(1), proc, lines)
-                server._reader = reader
+                server = Server(found[0].group(1), proc, lines, reader)
             elif proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"softmax serve did not start: {lines}")
             else:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -177,20 +176,32 @@ async def _predict_images(ckpt: Checkpoint, request: Request, top_k: int, thresh
 
 
 def _format_problem(upload: Upload) -> str | None:
-    """Why an upload is refused before decoding (None: it is an image of an accepted format)."""
+    """Why an upload is refused before decoding, from its header (None: an image of an accepted
+    format and size).
+
+    Pillow's decompression-bomb guard compares the header's size with ``Image.MAX_IMAGE_PIXELS``
+    and only warns up to twice that; ``load_grayscale`` turns the warning into an error with
+    ``warnings.catch_warnings``, which is not thread-safe (requests are decoded in a thread
+    pool), so the size is compared here, once, without warnings.
+    """
     from PIL import Image, UnidentifiedImageError
 
+    limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():     # a decompression bomb is refused by the decoder's call
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(upload, formats=IMAGE_FORMATS):    # reads the header only
-                pass
+        with Image.open(upload, formats=IMAGE_FORMATS) as img:     # reads the header only
+            width, height = img.size
     except UnidentifiedImageError:
         return f"not an image in a format the server takes ({', '.join(IMAGE_FORMATS)})"
+    except Image.DecompressionBombError:
+        width = height = None
     except Exception:           # a damaged header: leave the message to the decoder
-        pass
+        return None
     finally:
         upload.seek(0)
+    if limit is not None and (width is None or width * height > limit):
+        size = "" if width is None else f"{width}x{height} pixels, "
+        return (f"image too large: {size}more than {limit} pixels, the server's decompression bomb limit "
+                f"(refused before decoding)")
     return None
 
 

@@ -43,10 +43,15 @@ def url(host: str, port: int) -> str:
 
 
 def limit_images() -> None:
-    """Set Pillow's decompression-bomb limit to :data:`MAX_IMAGE_PIXELS` in this process."""
+    """Set Pillow's decompression-bomb limit to :data:`MAX_IMAGE_PIXELS` in this process, and
+    silence its warning: the app refuses larger images from their header before any decoder
+    sees them (:func:`softmax_cli.serve.app._format_problem`)."""
+    import warnings
+
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def app_from_environment():
