@@ -5,7 +5,7 @@ softmax cross-entropy with its fused gradient, the activation derivatives with t
 gradient, the row gather of a batch with its preprocessing, the dropout mask. The formulas
 and their derivation are in the docstrings and comments of the code that calls them
 (:func:`~softmax_cli.nn.functional.softmax_cross_entropy`, ``functional.ACTIVATION_GRADS``,
-:meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
+:meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.engine.step.train_epoch``) and in
 ``docs/math.md``. Kept in their own module so that ``softmax predict`` and
 ``softmax --help``, which never compute a gradient, do not import numba (about 0.2 s).
 """
