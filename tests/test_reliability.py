@@ -279,3 +279,77 @@ def test_a_run_diverging_after_good_epochs_keeps_their_checkpoints(tmp_path, mon
     assert load_checkpoint(tmp_path / "digits" / "best.npz").meta["epoch"] in (1, 2)
     with open(tmp_path / "digits" / "metrics.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+
+
+# ------------------------------------------------------------ an interrupt in the last epoch
+# A signal sent by the real command to itself at a chosen moment: the COUNT-th call of
+# Optimizer.step (a batch's step) or of MLP.logits (an epoch's validation, then the test)
+SIGNAL_AT = """
+import os, signal, sys
+from softmax_cli.nn import MLP
+from softmax_cli.optim import Optimizer
+cls, name = {"step": (Optimizer, "step"), "logits": (MLP, "logits")}[sys.argv[1]]
+count, calls, real = int(sys.argv[2]), [], getattr(cls, name)
+def hooked(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == count:
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(self, *args, **kwargs)
+setattr(cls, name, hooked)
+from softmax_cli.cli import main
+sys.argv = ["softmax", *sys.argv[3:]]
+main()
+"""
+SHORT = ("--set", "train.epochs=3", "--set", "model.hidden=[16]", "--set", "train.early_stopping=null",
+         "--quiet", "--json")
+LAST_STEP = 3 * -(-1293 // 32)      # 3 epochs of 1293 training images in batches of 32: 123 steps
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """The uninterrupted run the interrupted ones must equal."""
+    cwd = tmp_path_factory.mktemp("short")
+    proc = run_softmax("train", CONFIGS / "digits.yaml", *SHORT, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "runs" / "digits"
+
+
+@pytest.mark.parametrize("hook, count", [("step", LAST_STEP), ("logits", 3), ("logits", 4)],
+                         ids=["last-batch", "last-validation", "final-test"])
+def test_an_interrupt_after_the_last_batch_lets_the_run_finish(short_run, tmp_path, hook, count):
+    # during the last epoch's final batch, its validation or the final test of the best
+    # weights: nothing is left to resume, so the run finishes, best.npz with its test metrics
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AT, hook, str(count), "train",
+                           str(CONFIGS / "digits.yaml"), *SHORT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    run = tmp_path / "runs" / "digits"
+    summary = json.loads(proc.stdout)
+    best = json.loads(str(np.load(run / "best.npz")["metadata"]))
+    assert best["metrics"]["test_acc"] == summary["test_acc"] == \
+        json.loads(str(np.load(short_run / "best.npz")["metadata"]))["metrics"]["test_acc"]
+    assert_same_run(run, short_run)
+
+
+def test_an_interrupt_before_the_last_batch_resumes_to_the_uninterrupted_run(short_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AT, "step", str(LAST_STEP - 1), "train",
+                           str(CONFIGS / "digits.yaml"), *SHORT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert "softmax: interrupted: SIGINT in epoch 3 after 1280 of 1293 training images" in proc.stderr
+    run = tmp_path / "runs" / "digits"
+    resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run, short_run)
+
+
+def test_a_last_npz_of_an_older_softmax_resumes(unfinished_run, tmp_path):
+    # its training state also holds best_score, which is now derived from the best epoch's row
+    run = tmp_path / "runs" / "digits"
+    shutil.copytree(unfinished_run, run)
+    rewrite_metadata(run / "last.npz", run / "last.npz",
+                     lambda meta: meta["train_state"].update(best_score=[0.9, -0.3]))
+    proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["epochs_run"] == 4
