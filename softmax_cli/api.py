@@ -10,7 +10,6 @@ import json
 import math
 import numbers
 import os
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -156,7 +155,7 @@ _TRAIN_KEYS = ("epochs", "batch_size", "schedule", "label_smoothing", "max_norm"
 class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
     """A multilayer perceptron with a softmax output, trained by ``softmax``'s engine.
 
-    The parameters are the config's ``model`` and ``train`` keys (``docs/config.md``), with
+    The parameters are the config's ``model`` and ``train`` keys (the config reference), with
     the optimiser's keys flattened (``optimizer`` is its name), plus ``validation_fraction``
     (``data.val_fraction``), ``normalize`` (``data.normalize``), ``random_state`` (``seed``),
     ``pixel_max`` and ``image_shape`` (what an image's pixels are, for augmentation and for
@@ -241,15 +240,15 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
             ValueError: no ``classes`` on the first call, other ``classes`` later, a label
                 not among them, or another number of features.
         """
-        first = not hasattr(self, "classes_")
+        first = not hasattr(self, "checkpoint_")
         X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], reset=first)
         check_classification_targets(y)
         if first:
             if classes is None:
                 raise ValueError("classes: the first call of partial_fit needs every class label")
+            if len(np.unique(classes)) < 2:
+                raise ValueError(f"classes: at least two classes are needed, got {np.unique(classes).tolist()}")
             self.classes_ = np.unique(classes)
-            if len(self.classes_) < 2:
-                raise ValueError(f"classes: at least two classes are needed, got {self.classes_.tolist()}")
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"classes: {np.unique(classes).tolist()} differ from the first call's "
                              f"{self.classes_.tolist()}")

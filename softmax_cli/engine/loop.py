@@ -127,8 +127,9 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, resume: Ch
         MemoryError: the network does not fit in memory.
     """
     t = Trainer.build(cfg, data, resume)
-    run = None if not write_run else RunDir.reopen(resume, cfg, t.ds, t.splits) if resume else \
-        RunDir.create(cfg, t.ds, t.splits)
+    run = None
+    if write_run:
+        run = RunDir.reopen(resume, cfg, t.ds, t.splits) if resume else RunDir.create(cfg, t.ds, t.splits)
     cbs = CallbackList([*t.standard_callbacks(run, progress, log), *callbacks])
     signals: list[str] = []
     # a diverging run overflows in NumPy's products: it is reported once, as the
@@ -140,6 +141,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, resume: Ch
             started = time.perf_counter()
             order = t.begin_epoch(epoch)                        # this epoch's shuffle and learning rate
             cbs.on_epoch_start(t.state)
+            # each batch: forward, loss, backward, step (step.train_step)
             loss_sum, correct, done = train_epoch(
                 t.model, t.optimizer, t.X_train, t.splits.y_train, order, t.ws, on_batch, start=t.state.rows_done,
                 loss_sum=t.state.loss_sum, correct=t.state.correct, stop=lambda: bool(signals),
