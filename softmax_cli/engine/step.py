@@ -1,17 +1,17 @@
 """One training step and one epoch of them: the math of ``docs/math.md`` in the order it is
 written, forward, loss, backward, step.
 
-For a batch of ``m`` rows ``X`` with labels ``y`` (row layout, ``Z_l = A_{l-1} W_l + b_l``):
+For a batch of ``m`` rows ``X = A_0`` with labels ``y`` (row layout, ``Z_l = A_{l-1} W_l + b_l``):
 
 1. forward: ``A_l = f(Z_l)`` for the hidden layers, the logits ``Z_L`` last
    (:meth:`~softmax_cli.nn.MLP.forward`);
-2. loss: ``J = (1/m) sum_i C_i`` with ``C = -sum_j y_j ln a_j`` and ``a = softmax(z)``, and in
-   the same pass the fused output delta ``dJ/dZ_L = (A - Y) / m``
+2. loss: ``J = (1/m) Σ_i C_i`` with ``C = - Σ_j y_j ln a_j`` and ``a = softmax(z)``, and in
+   the same pass the fused output delta ``Δ_L = ∂J/∂Z_L = (A - Y) / m``
    (:func:`~softmax_cli.nn.functional.softmax_cross_entropy_step`);
-3. backward: ``dJ/dW_l = A_{l-1}^T delta_l``, ``dJ/db_l = sum over rows of delta_l``,
-   ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})`` (:meth:`~softmax_cli.nn.MLP.backward`);
-4. step: the optimiser's update of every parameter (:mod:`softmax_cli.optim`), then the
-   max-norm constraint when asked for.
+3. backward: ``∂J/∂W_l = A_{l-1}ᵀ Δ_l``, ``∂J/∂b_l`` = the column sums of ``Δ_l``,
+   ``Δ_{l-1} = (Δ_l W_lᵀ) ⊙ f'(Z_{l-1})`` (:meth:`~softmax_cli.nn.MLP.backward`);
+4. step: the optimiser's update of every parameter, e.g. ``W ← W - η g`` for plain SGD
+   (:mod:`softmax_cli.optim`), then the max-norm constraint when asked for.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Each replaces several NumPy calls (each a pass over memory, most allocating) by 
 softmax cross-entropy with its fused gradient, the activation derivatives with the bias
 gradient, the row gather of a batch with its preprocessing, the dropout mask. Each docstring
 states its formula in the notation of ``docs/math.md`` (a batch of ``m`` rows, ``K`` classes:
-logits ``Z`` (m, K), ``A = softmax(Z)`` row by row, targets ``Y`` (m, K)), and
+logits ``Z`` (m, K), ``A = softmax(Z)`` row by row, targets ``Y`` (m, K), ``Δ_l = ∂J/∂Z_l``,
+``⊙`` elementwise), and
 ``tests/test_kernels.py`` compares each with that formula written in NumPy. Their callers:
 :func:`~softmax_cli.nn.functional.softmax_cross_entropy_step`, ``functional.ACTIVATION_GRADS``,
 :meth:`~softmax_cli.nn.mlp.MLP.forward`, ``softmax_cli.engine.step.train_epoch``. Kept in their
@@ -23,13 +24,14 @@ from numba import njit  # noqa: E402
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_xent_labels(Z, y, smoothing, bias_grad):  # pragma: no cover (compiled)
-    """Cross-entropy of ``softmax(Z)`` against labels, and its fused gradient, in one pass.
+    """Cross-entropy of ``A = softmax(Z)`` against labels ``y`` (m,), and its fused gradient,
+    in one pass.
 
-    With eps = ``smoothing`` and the targets ``Y_ij = (1 - eps) [j == y_i] + eps / K`` (never
-    built as a matrix): ``J = (1/m) sum_i C_i``, ``C_i = -sum_j Y_ij ln A_ij``, each
-    ``ln A_ij = s_ij - ln sum_k exp(s_ik)`` with ``s_i = z_i - max_j z_ij`` (log-softmax, never
-    ``log(softmax)``). ``Z`` (m, K) is overwritten with ``dJ/dZ = (A - Y) / m`` and
-    ``bias_grad`` (K,) with its column sums ``dJ/db = sum_i (A - Y)_i / m``.
+    With ``ε`` = ``smoothing`` and the targets ``Y_ij = (1 - ε) [j = y_i] + ε / K`` (never
+    built as a matrix): ``J = (1/m) Σ_i C_i`` with ``C_i = - Σ_j Y_ij ln A_ij``, each
+    ``ln A_ij = s_ij - ln Σ_k exp(s_ik)`` with ``s_i = z_i - max_k z_ik`` (log-softmax, never
+    ``ln(softmax)``). ``Z`` (m, K) is overwritten with ``Δ_L = ∂J/∂Z_L = (A - Y) / m`` and
+    ``bias_grad`` (K,) with ``∂J/∂b_L``, the column sums of ``Δ_L``.
 
     Returns ``(J, hits)``, hits = #{i : argmax_j Z_ij = y_i} (the first largest logit, as
     ``numpy.argmax``); ``(nan, -1)`` with nothing written when a label is outside ``[0, K)``.
@@ -72,9 +74,9 @@ def softmax_xent_labels(Z, y, smoothing, bias_grad):  # pragma: no cover (compil
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_xent_targets(Z, Y, bias_grad):  # pragma: no cover (compiled)
     """:func:`softmax_xent_labels` with target distributions ``Y`` (m, K), rows summing to 1:
-    ``J = -(1/m) sum_i sum_j Y_ij ln A_ij``; ``Z`` becomes ``dJ/dZ = (A - Y) / m`` and
-    ``bias_grad`` its column sums. Returns ``(J, hits)``, hits = #{i : argmax_j Z_ij =
-    argmax_j Y_ij}."""
+    ``J = -(1/m) Σ_i Σ_j Y_ij ln A_ij``; ``Z`` becomes ``Δ_L = (A - Y) / m`` and
+    ``bias_grad`` its column sums ``∂J/∂b_L``. Returns ``(J, hits)``, hits = #{i : argmax_j
+    Z_ij = argmax_j Y_ij}."""
     m, K = Z.shape
     total = 0.0
     hits = 0
@@ -112,11 +114,11 @@ RELU, LEAKY_RELU, TANH, SIGMOID = 0, 1, 2, 3
 def activation_backward(kind, slope, A, delta, bias_grad):  # pragma: no cover (compiled)
     """A hidden layer's delta and bias gradient from the delta back-propagated into it.
 
-    ``delta`` (m, n) holds ``delta_{l+1} W_{l+1}^T`` and becomes ``delta_l = (delta_{l+1}
-    W_{l+1}^T) * f'(Z_l)``, with ``f'`` written through the layer's activations ``A = f(Z_l)``
-    (m, n): relu ``[A > 0]``; leaky relu ``1`` where ``A > 0``, else ``slope``; tanh
-    ``1 - A^2``; sigmoid ``A (1 - A)``. ``bias_grad`` (n,) becomes its column sums
-    ``dJ/db_l = sum over rows of delta_l``. ``kind`` is RELU, LEAKY_RELU, TANH or SIGMOID.
+    ``delta`` (m, n) holds ``Δ_{l+1} W_{l+1}ᵀ`` and becomes ``Δ_l = (Δ_{l+1} W_{l+1}ᵀ) ⊙
+    f'(Z_l)``, with ``f'`` written through the layer's activations ``A = A_l = f(Z_l)``
+    (m, n): relu 1 where ``a > 0``, else 0; leaky relu 1 where ``a > 0``, else ``slope``;
+    tanh ``1 - a²``; sigmoid ``a (1 - a)``. ``bias_grad`` (n,) becomes ``∂J/∂b_l``, the
+    column sums of ``Δ_l``. ``kind`` is RELU, LEAKY_RELU, TANH or SIGMOID.
     """
     # one pass where NumPy made three (the mask or f', the product, the sum); `kind` is the
     # same for every entry, so the compiler moves the branch out of the loop
@@ -158,8 +160,8 @@ def gather_rows(X, rows, offset, scale, out):  # pragma: no cover (compiled)
 @njit(cache=True, nogil=True, error_model="numpy")
 def dropout_mask(U, rate, scale):  # pragma: no cover (compiled)
     """Inverted dropout's mask (Srivastava et al. 2014), in place: each uniform draw
-    ``U_ij`` in [0, 1) becomes ``0`` if ``U_ij < rate`` (probability ``rate``), else
-    ``scale = 1 / (1 - rate)``, so that ``E[mask_ij] = 1``."""
+    ``U_ij`` in [0, 1) becomes 0 if ``U_ij < p`` (``p`` = ``rate``: probability ``p``), else
+    ``scale = 1 / (1 - p)``, so that ``E[mask_ij] = 1``."""
     flat = U.reshape(-1)
     for i in range(flat.size):
         flat[i] = scale if flat[i] >= rate else 0

@@ -201,12 +201,13 @@ class MLP:
         """Backpropagation from the output delta to every parameter's gradient.
 
         ``acts`` and ``inputs`` are what :meth:`forward` returned for a batch of ``m`` rows,
-        except that ``acts[-1]`` already holds the output delta ``dJ/dZ_L = (A - Y) / m`` and
-        ``ws.grads[-1]`` its column sums ``dJ/db_L``
+        except that ``acts[-1]`` already holds the output delta ``Δ_L = ∂J/∂Z_L = (A - Y) / m``
+        and ``ws.grads[-1]`` its column sums ``∂J/∂b_L``
         (:func:`~softmax_cli.nn.functional.softmax_cross_entropy_step` writes both). Then, for
-        ``l = L .. 1``: ``dJ/dW_l = A_{l-1}^T delta_l`` and, below the first layer,
-        ``delta_{l-1} = (delta_l W_l^T) * f'(Z_{l-1})`` (times the dropout mask of layer
-        ``l``'s input, when it had one) with ``dJ/db_{l-1}`` its column sums.
+        ``l = L, ..., 1`` (``docs/math.md``, "The backward pass through hidden layers"):
+        ``∂J/∂W_l = A_{l-1}ᵀ Δ_l`` and, above the first layer, ``Δ_{l-1} = (Δ_l W_lᵀ) ⊙
+        f'(Z_{l-1})`` (times the dropout mask of layer ``l``'s input, when it had one) with
+        ``∂J/∂b_{l-1}`` its column sums.
 
         Returns:
             ``[dJ/dW0, dJ/db0, ...]`` matching :attr:`params`: the workspace's arrays.
