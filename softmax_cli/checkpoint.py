@@ -279,13 +279,15 @@ def describe_checkpoint(ckpt: Checkpoint) -> dict:
     state = meta.get("train_state")
     training_state = None
     if isinstance(state, dict):
+        from .engine.state import run_finished      # the engine's one rule (light: no kernels)
+
         es = train_cfg.get("early_stopping")
-        epochs_done, epochs = state.get("epoch"), train_cfg.get("epochs")
+        epochs_done, epochs, stale = state.get("epoch"), train_cfg.get("epochs"), state.get("stale")
+        patience = es.get("patience") if isinstance(es, dict) else None
         finished = None
         if isinstance(epochs_done, int) and isinstance(epochs, int):
-            stopped = isinstance(es, dict) and isinstance(state.get("stale"), int) and \
-                state["stale"] >= es.get("patience", float("inf"))
-            finished = bool(epochs_done >= epochs or stopped)
+            finished = run_finished(epochs_done, stale if isinstance(stale, int) else 0, epochs,
+                                    patience if isinstance(patience, int) else None)
         training_state = {"epochs_done": epochs_done, "epochs": epochs, "rows_done": state.get("rows_done"),
                           "best_epoch": state.get("best_epoch"), "finished": finished}
     return {

@@ -114,11 +114,11 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
         if config is not None or set_ or repeat != 1:
             raise UserError("--resume: continues with the run's own config; give no CONFIG, --set or --repeat")
         from .checkpoint import load_checkpoint
-        from .training import check_resumable
+        from .engine.state import load_state
 
         ckpt = load_checkpoint(resume)
         cfg = config_from_dict(ckpt.meta["config"], origin=f"{resume} (config)")
-        check_resumable(ckpt, cfg)
+        load_state(ckpt, cfg)             # refused before the data is loaded
     elif config is None:
         raise UserError("train: give a CONFIG file (e.g. configs/digits.yaml) or --resume runs/NAME/last.npz")
     else:
@@ -151,7 +151,8 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
 
 def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
     """Train one config (or resume ``ckpt``) and return the summary that ``--json`` prints."""
-    from .training import TrainingInterrupted, layer_sizes, prepare_data, train as run_training
+    from .engine import TrainingInterrupted, train as run_training
+    from .experiment import layer_sizes, prepare_data
 
     data = prepare_data(cfg)
     ds, splits = data
@@ -223,7 +224,7 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     from .config import config_from_dict, load_config
     from .metrics import (REJECT_THRESHOLDS, check_threshold, class_report, format_confusion_matrix,
                           format_reject_report, reject_report)
-    from .training import evaluate_checkpoint
+    from .experiment import evaluate_checkpoint
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
@@ -236,7 +237,10 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     with _threads(threads):
         ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
-                                 keep_images=report_dir is not None)
+                                 keep_images=report_dir is not None, check=data is None)
+    if data is None and "splits" not in ckpt.meta:
+        _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax): "
+             f"its {split} split was made again from its config, unchecked")
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     rejects = reject_report(ev, thresholds)
@@ -441,7 +445,7 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
     """Check backpropagation against central finite differences, in float64."""
     from .config import load_config
     from .nn.gradcheck import TOLERANCE
-    from .training import run_gradcheck
+    from .experiment import run_gradcheck
 
     cfg = load_config(config, set_)
     sizes, n, results = run_gradcheck(cfg, samples, entries)

@@ -179,8 +179,10 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in inner) + null
     if origin is list:
         item = typing.get_args(tp)[0]
+        if dataclasses.is_dataclass(item):
+            return "a list of mappings"
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}[item]
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or tp is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
 
@@ -210,6 +212,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{key}: expected a mapping, got {quote(value)}")
         return _build(tp, value, key)
+    if tp is dict:                  # a mapping whose contents its user checks (e.g. a generator state)
+        if not isinstance(value, dict):
+            raise UserError(f"{key}: expected a mapping, got {quote(value)}")
+        return value
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise UserError(f"{key}: expected {_describe(tp)}, got {quote(value)}")
@@ -293,6 +299,12 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
         kwargs[key] = _coerce(value, hints[key], full)
         if "range" in fields[key].metadata:
             _check_range(kwargs[key], fields[key].metadata["range"], full)
+    # a field without a default is required (none of the config's own; the engine's saved state)
+    missing = [name for name, f in fields.items() if name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{prefix or cls.__name__}: lacks {', '.join(missing)}; expected the keys "
+                        f"{', '.join(fields)}")
     return cls(**kwargs)
 
 

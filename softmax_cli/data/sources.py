@@ -32,7 +32,7 @@ class Dataset:
 
     Attributes:
         X: float32 (n, d) pixel values, 0 = background, ``pixel_max`` = full ink. After
-            ``softmax_cli.training.prepare_data`` has split them, ``X`` and ``y`` are
+            ``softmax_cli.experiment.prepare_data`` has split them, ``X`` and ``y`` are
             emptied (0 rows): the splits hold the rows.
         y: int64 (n,) class indices into ``classes``.
         classes: class names, ``classes[i]`` is the name of label ``i``.
