@@ -212,16 +212,18 @@ def verify(ckpt: Checkpoint, model_bytes: bytes, X: np.ndarray) -> Verification:
 
 def test_rows(ckpt: Checkpoint) -> np.ndarray:
     """The raw rows (n, d) float32 of the checkpoint's own test split, read with its saved config
-    (the split ``softmax eval`` scores).
+    (the split ``softmax eval`` scores, refused as eval refuses it when it is not the split the
+    checkpoint recorded at training).
 
     Raises:
-        UserError: the config or the data cannot be read (naming them).
+        UserError: the config or the data cannot be read (naming them), or the split changed.
     """
     from .config import config_from_dict
-    from .training import prepare_data
+    from .experiment import check_split, prepare_data
 
     cfg = config_from_dict(ckpt.meta["config"], origin=f"{ckpt.path} (config)")
     _, splits = prepare_data(cfg)
+    check_split(ckpt, splits, "test")
     if splits.X_test.shape[1] != ckpt.model.sizes[0]:
         raise UserError(f"{ckpt.path}: its data has {splits.X_test.shape[1]} features per image, the model "
                         f"expects {ckpt.model.sizes[0]}")

@@ -115,7 +115,7 @@ def test_export_verifies_on_the_test_split_and_never_overwrites(digits_run, tmp_
 
     # the file's classes give the accuracy `softmax eval` prints for the same split
     from softmax_cli.config import config_from_dict
-    from softmax_cli.training import prepare_data
+    from softmax_cli.experiment import prepare_data
 
     ckpt = load_checkpoint(digits_run["best_checkpoint"])
     _, splits = prepare_data(config_from_dict(ckpt.meta["config"]))
