@@ -9,8 +9,6 @@ with the test metrics added) and ``curves.png`` (see :class:`CurvesWriter`).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import signal
 import threading
@@ -20,10 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import yaml
 
 from .checkpoint import Checkpoint, atomic_write, load_checkpoint, save_checkpoint
-from .config import Config
+from .config import Config, dump_yaml
+from .csvout import dict_rows_text
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.images import style_for
 from .data.sources import Dataset
@@ -344,11 +342,8 @@ def _stop_requests():
 
 
 def _write_metrics(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
+    text = dict_rows_text(METRIC_COLUMNS, rows)     # the one CSV writer (spreadsheet-safe)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: bool = False,
@@ -419,7 +414,7 @@ def train(cfg: Config, data: tuple[Dataset, Splits] | None = None, *, progress: 
     best_params = None
     if resume is None:
         run_dir = make_run_dir(cfg.output.dir, cfg.name)
-        config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()
+        config_text = dump_yaml(cfg.to_dict()).encode()   # read back by YAML 1.1 and 1.2 alike
         atomic_write(run_dir / "config.yaml", lambda f: f.write(config_text))
     else:
         run_dir = resume.path.parent
