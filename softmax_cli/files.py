@@ -60,7 +60,3 @@ def open_regular(path: str | Path, kind: str = "file", expected: str = "a file")
         os.close(fd)
         raise
 
-
-def check_regular(path: str | Path, kind: str = "file", expected: str = "a file") -> None:
-    """Raise what :func:`open_regular` would for ``path``, else nothing (the file is closed)."""
-    open_regular(path, kind, expected).close()

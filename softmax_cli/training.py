@@ -25,7 +25,7 @@ from .csvout import dict_rows_text
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.images import style_for
 from .data.sources import Dataset
-from .errors import UserError, quote
+from .errors import UserError, quote, quote_data
 from .metrics import Evaluation, evaluate
 from .nn import MLP, Workspace
 from .optim import Optimizer, make_optimizer
@@ -131,7 +131,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str,
                         f"the model expects {ckpt.model.sizes[0]}")
     unknown = [c for c in ds.classes if c not in ckpt.classes]
     if unknown:
-        raise UserError(f"{origin}: class {unknown[0]!r} of the data is not one the model "
+        raise UserError(f"{origin}: class {quote_data(unknown[0])} of the data is not one the model "
                         f"knows ({', '.join(ckpt.classes)})")
     to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
     ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
