@@ -219,7 +219,8 @@ def memory_cases(out: Path, tmp: Path, good: Path) -> None:
     }
     for name, (content, expect) in cases.items():
         write_case(out, f"checkpoint-{name}", {"model.npz": content}, ["inspect", "model.npz"], expect)
-    write_case(out, "config-larger_than_1_mib", {"cfg.yaml": "# comment\n" * (MiB // 10 + 1) + "data: {source: digits}\n"},
+    big = "# comment\n" * (MiB // 10 + 1) + "data: {source: digits}\n"
+    write_case(out, "config-larger_than_1_mib", {"cfg.yaml": big},
                ["train", "cfg.yaml"], ("cfg.yaml", "larger than 1 MiB", "too large for a config file"))
     write_case(out, "config-repeat_beyond_bound", {"cfg.yaml": tables.BASE},
                ["train", "cfg.yaml", "--repeat", "99999999999999999999999"], ("--repeat: at most 1000 runs",))
@@ -303,7 +304,8 @@ STRICT_YAML_CASES = [
      ("cfg.yaml", "train.optimizer.lr", "expected a finite number, got '1:30'")),
     ("yes_is_no_boolean", "train: {optimizer: {nesterov: yes}}\n", (),
      ("train.optimizer.nesterov", "expected true or false, got 'yes'")),
-    ("underscore_in_number", "train: {batch_size: 1_000}\n", (), ("train.batch_size", "expected an integer, got '1_000'")),
+    ("underscore_in_number", "train: {batch_size: 1_000}\n", (),
+     ("train.batch_size", "expected an integer, got '1_000'")),
     ("integer_of_5000_digits", "train: {epochs: " + "9" * 5000 + "}\n", (),
      ("cfg.yaml", "line 1, column 17", "cannot read the integer")),
     ("set_empty_section", tables.BASE, ("--set", "train="),

@@ -65,7 +65,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
 def _need_two_classes(classes: np.ndarray, labels_path: Path) -> None:
     if len(classes) < 2:
-        raise UserError(f"{labels_path}: every training label is {quote_data(f'{classes[0]:g}', bare=True)}; a classifier "
+        label = quote_data(f"{classes[0]:g}", bare=True)
+        raise UserError(f"{labels_path}: every training label is {label}; a classifier "
                         f"needs at least two classes")
 
 
@@ -130,7 +131,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise UserError(f"{path}: not an IDX file (bad magic number {quote_data(data[:4].hex() or 'empty', bare=True)})")
+        magic = quote_data(data[:4].hex() or "empty", bare=True)
+        raise UserError(f"{path}: not an IDX file (bad magic number {magic})")
     ndim = data[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
@@ -216,7 +218,8 @@ def _index_labels(labels: np.ndarray, classes: np.ndarray, path: Path) -> np.nda
     idx = np.clip(idx, 0, len(classes) - 1)
     bad = classes[idx] != labels
     if bad.any():
-        raise UserError(f"{path}: label {quote_data(labels[bad][0].item(), bare=True)} does not occur in the training labels")
+        label = quote_data(labels[bad][0].item(), bare=True)
+        raise UserError(f"{path}: label {label} does not occur in the training labels")
     return idx.astype(np.int64)
 
 
@@ -292,7 +295,8 @@ def _label_column(header: list[str] | None, n_cols: int, spec: str, path: Path) 
                         f"use first or last")
     if spec not in header:
         raise UserError(f"{path}: no column named '{spec}' for data.label_column "
-                        f"(columns: {quote_data(', '.join(header[:5]), bare=True)}{', ...' if len(header) > 5 else ''})")
+                        f"(columns: {quote_data(', '.join(header[:5]), bare=True)}"
+                        f"{', ...' if len(header) > 5 else ''})")
     return header.index(spec)
 
 
@@ -303,7 +307,8 @@ def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str]
     wrong = (labels != np.round(labels)) | (np.abs(labels) > 2**53)   # 2**53: exact in float64
     if wrong.any():
         row = int(np.argmax(wrong))
-        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {quote_data(f'{labels[row]:g}', bare=True)} is not an integer "
+        label = quote_data(f"{labels[row]:g}", bare=True)
+        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {label} is not an integer "
                         f"(of magnitude below 2**53)")
     X = np.delete(table, col, axis=1).astype(np.float32)
     if X.shape[1] == 0:
