@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -16,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and run MLP classifiers for MNIST-style images.")
@@ -25,7 +26,39 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _err(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)      # one line, whatever a name in it holds
+
+
+def _json(obj) -> str:
+    """What ``--json`` prints: strict JSON, a NaN or infinity as null with a note."""
+    from .jsonout import dumps
+
+    return dumps(obj)
+
+
+_SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+_received: list[str] = []
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGINT, SIGTERM, SIGHUP: stop as Ctrl-C does (KeyboardInterrupt), remembering which."""
+    _received.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt
+
+
+def _install_signal_handlers() -> None:
+    """Make SIGTERM and SIGHUP interrupt like SIGINT in every command and phase (loading,
+    evaluating, predicting, ...): exit 130 with one line, not a silent death (143). Training
+    installs its own handlers around its loop (a graceful stop that saves) and restores these."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for name in _SIGNALS:
+            signal.signal(getattr(signal, name), _interrupt)
+
+
+def _interrupted_line() -> str:
+    return f"softmax: interrupted ({_received[-1] if _received else 'SIGINT'})"
 
 
 def _handle_errors(func):
@@ -33,6 +66,7 @@ def _handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _install_signal_handlers()
         try:
             return func(*args, **kwargs)
         except UserError as exc:
@@ -48,12 +82,19 @@ def _handle_errors(func):
         except FloatingPointError as exc:
             _err(f"softmax: error: {exc}")
             raise typer.Exit(EXIT_FAILURE) from None
+        except PermissionError as exc:
+            # a file or folder the user may not read or write: their setup, not a failure of ours
+            where = f"{exc.filename}: " if exc.filename else ""
+            detail = str(exc.strerror or exc)
+            extra = "" if detail.lower() == "permission denied" else f" ({detail})"
+            _err(f"softmax: error: {where}permission denied{extra}")
+            raise typer.Exit(EXIT_USAGE) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             _err(f"softmax: error: {where}{exc.strerror or exc}")
             raise typer.Exit(EXIT_FAILURE) from None
         except KeyboardInterrupt:
-            _err("softmax: interrupted")
+            _err(_interrupted_line())
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
@@ -86,18 +127,35 @@ def _threads(threads: Optional[int]):
     return threadpool_limits(limits=threads)
 
 
+MAX_REPEAT = 1000   # train --repeat: runs at most (each makes a run directory)
+
+
+def _read_checkpoint_data(cfg, checkpoint: Path, command: str, read):
+    """``read()`` the data a checkpoint's saved config names: announced on stderr first, system
+    folders refused, file content kept out of messages (:mod:`softmax_cli.untrusted`)."""
+    from .errors import hiding_data
+    from .untrusted import checkpoint_data, hidden_reason
+
+    note = checkpoint_data(cfg, checkpoint, command)
+    if note is not None:
+        _err(note)
+    with hiding_data(hidden_reason(checkpoint)):
+        return read()
+
+
 SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as YAML; repeatable)."
 
 
 # ------------------------------------------------------------------------------ train
 @app.command()
 @_handle_errors
-def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment config.", show_default=False),
+def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment config.", show_default=False,
+                                          readable=False),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
           as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
           threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
-          resume: Optional[Path] = typer.Option(None, "--resume", show_default=False,
+          resume: Optional[Path] = typer.Option(None, "--resume", show_default=False, readable=False,
                                                 help="Continue an interrupted run from its last.npz "
                                                      "(no CONFIG or --set: the run's own config is used)."),
           repeat: int = typer.Option(1, "--repeat", min=1,
@@ -107,8 +165,10 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
     """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
     import dataclasses
 
-    from .config import config_from_dict, load_config   # light: a bad config is refused at once
+    from .config import blame_override, config_from_dict, load_config   # light: a bad config is refused at once
 
+    if repeat > MAX_REPEAT:
+        raise UserError(f"--repeat: at most {MAX_REPEAT} runs, got {repeat}")
     ckpt = None
     if resume is not None:
         if config is not None or set_ or repeat != 1:
@@ -127,10 +187,13 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
         dataclasses.replace(cfg, seed=cfg.seed + i, name=f"{cfg.name}-seed{cfg.seed + i}") for i in range(repeat)]
     summaries = []
     for run_cfg in configs:
-        summary = _train_one(run_cfg, ckpt, quiet, threads)
+        try:
+            summary = _train_one(run_cfg, ckpt, quiet, threads)
+        except UserError as exc:      # e.g. a split that --set data.val_fraction=... makes impossible
+            raise blame_override(exc, set_) from None
         summaries.append(summary)
         if as_json and repeat == 1:
-            typer.echo(json.dumps(summary))
+            typer.echo(_json(summary))
         elif not as_json:
             _print_summary(summary)
     if repeat > 1:
@@ -141,7 +204,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
                  "test_acc_std": float(acc.std(ddof=1)), "test_acc_min": float(acc.min()),
                  "test_acc_max": float(acc.max())}
         if as_json:
-            typer.echo(json.dumps(stats))
+            typer.echo(_json(stats))
         else:
             typer.echo(f"\ntest accuracy over {repeat} seeds ({configs[0].seed}-{configs[-1].seed}): "
                        f"mean {stats['test_acc_mean']:.4f}, standard deviation {stats['test_acc_std']:.4f} "
@@ -154,7 +217,10 @@ def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
     from .engine import TrainingInterrupted, train as run_training
     from .experiment import layer_sizes, prepare_data
 
-    data = prepare_data(cfg)
+    if ckpt is None:
+        data = prepare_data(cfg)
+    else:       # resumed: the data a checkpoint names (see softmax_cli.untrusted)
+        data = _read_checkpoint_data(cfg, ckpt.path, "train --resume", lambda: prepare_data(cfg))
     ds, splits = data
     if not quiet:
         n_val = 0 if splits.y_val is None else len(splits.y_val)
@@ -200,9 +266,9 @@ def _print_summary(summary: dict) -> None:
 @app.command("eval")
 @_handle_errors
 def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
-                                           show_default=False),
+                                           show_default=False, readable=False),
           split: str = typer.Option("test", "--split", help="test, val or train."),
-          data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
+          data: Optional[Path] = typer.Option(None, "--data", readable=False, help="Evaluate on this config's data "
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
           threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
@@ -224,7 +290,6 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     from .config import config_from_dict, load_config
     from .metrics import (REJECT_THRESHOLDS, check_threshold, class_report, format_confusion_matrix,
                           format_reject_report, reject_report)
-    from .experiment import evaluate_checkpoint
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
@@ -233,11 +298,16 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         from .report import check_report_dir
 
         check_report_dir(report_dir)          # refused before the (longer) evaluation
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint)     # before the heavy imports: a bad file is refused at once
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
+    from .experiment import evaluate_checkpoint
+
+    def run():
+        return evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
+                                   keep_images=report_dir is not None, check=data is None)
+
     with _threads(threads):
-        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
-                                 keep_images=report_dir is not None, check=data is None)
+        ev = run() if data else _read_checkpoint_data(cfg, checkpoint, "eval", run)
     if data is None and "splits" not in ckpt.meta:
         _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax): "
              f"its {split} split was made again from its config, unchecked")
@@ -257,15 +327,16 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         result["report"] = str(path)
         _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(_json(result))
         return
-    typer.echo(f"checkpoint  {checkpoint}\nsplit       {split} ({len(y)} images)\n"
+    names = [printable(c) for c in ckpt.classes]       # a class name may hold a newline or an escape
+    typer.echo(f"checkpoint  {printable(str(checkpoint))}\nsplit       {split} ({len(y)} images)\n"
                f"loss        {ev.loss:.4f}\naccuracy    {ev.accuracy:.4f}\n")
-    typer.echo(format_confusion_matrix(report["confusion_matrix"], ckpt.classes))
+    typer.echo(format_confusion_matrix(report["confusion_matrix"], names))
     from sklearn.metrics import classification_report
 
     typer.echo(classification_report(ev.y_true, ev.y_pred, labels=list(range(len(ckpt.classes))),
-                                     target_names=ckpt.classes, digits=4, zero_division=0))
+                                     target_names=names, digits=4, zero_division=0))
     typer.echo(format_reject_report(rejects))
 
 
@@ -276,7 +347,7 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
                                               help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
                                                    "TIFF, WebP, ...), folders (searched recursively) or glob "
                                                    "patterns such as 'scans/**/*.jpg'."),
-            checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c",
+            checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", readable=False,
                                                       help="Checkpoint; default: the newest runs/*/best.npz."),
             top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the k most probable classes."),
             as_json: bool = typer.Option(False, "--json", help="One JSON object per image."),
@@ -312,7 +383,7 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
     preds = classify(ckpt, find_files(paths), top_k, reject_threshold, on_error=report)
     if as_json:
         for p in preds:
-            typer.echo(json.dumps(p.to_json()))
+            typer.echo(_json(p.to_json()))
     elif output is None and preds:
         typer.echo(format_table(preds))
     if output is not None and preds:
@@ -327,7 +398,7 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
 @app.command("inspect")
 @_handle_errors
 def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
-                                              show_default=False),
+                                              show_default=False, readable=False),
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
              weights: Optional[Path] = typer.Option(
                  None, "--weights", show_default=False,
@@ -352,7 +423,7 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
         info["weights_png"] = str(weights)
         _err(f"wrote {weights}: the incoming weights of {n} first-layer units as {ckpt.image_shape[0]}x"
              f"{ckpt.image_shape[1]} images")
-    typer.echo(json.dumps(info) if as_json else _format_inspect(info))
+    typer.echo(_json(info) if as_json else _format_inspect(info))
 
 
 def _value(v) -> str:
@@ -391,7 +462,7 @@ def _format_inspect(info: dict) -> str:
         n_in, n_out = layer["shape"]
         lines.append((f"  layer {i + 1}", f"W{i} {n_in}x{n_out} + b{i} {n_out} = {layer['parameters']:,}, "
                                           f"then {layer['activation']}"))
-    classes = info["classes"]
+    classes = [printable(c) for c in info["classes"]]
     lines.append(("classes", f"{len(classes)}: " + (" ".join(classes) if len(classes) <= 30 else
                                                     " ".join(classes[:30]) + " ...")))
     h, w = info["image_shape"]
@@ -431,24 +502,29 @@ def _format_inspect(info: dict) -> str:
         lines.append(("training state", f"{state['epochs_done']} of {state['epochs']} epochs done, best epoch "
                                         f"{state['best_epoch']}; {how}"))
     width = max(18, max(len(label) for label, _ in lines) + 2)
-    return "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in lines)
+    # every value printable on its line: names and config strings come from the checkpoint
+    return "\n".join(f"{printable(label):<{width}}{printable(str(value))}".rstrip() for label, value in lines)
 
 
 # -------------------------------------------------------------------------- gradcheck
 @app.command()
 @_handle_errors
-def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False),
+def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False,
+                                            readable=False),
               samples: int = typer.Option(8, "--samples", min=1, help="Training examples in the batch."),
               entries: int = typer.Option(40, "--entries", min=1,
                                           help="Entries checked per parameter array (random subset)."),
               set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False)) -> None:
     """Check backpropagation against central finite differences, in float64."""
-    from .config import load_config
+    from .config import blame_override, load_config
     from .nn.gradcheck import TOLERANCE
     from .experiment import run_gradcheck
 
     cfg = load_config(config, set_)
-    sizes, n, results = run_gradcheck(cfg, samples, entries)
+    try:
+        sizes, n, results = run_gradcheck(cfg, samples, entries)
+    except UserError as exc:
+        raise blame_override(exc, set_) from None
     typer.echo(f"gradcheck: MLP {'-'.join(map(str, sizes))} {cfg.model.activation}, float64, "
                f"{n} samples, central differences (tolerance {TOLERANCE:g})")
     typer.echo(f"{'param':<6} {'shape':<12} {'checked':>7}  rel_error")
@@ -528,7 +604,13 @@ def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g.
         ckpt = load_checkpoint(path)
         opset = export.DEFAULT_OPSET if opset is None else opset
         data = export.to_onnx(ckpt, opset).SerializeToString()
-        check = export.verify(ckpt, data, export.test_rows(ckpt)) if verify else None
+        check = None
+        if verify:      # the test split a checkpoint's config names: announced, its content never quoted
+            from .config import config_from_dict
+
+            cfg = config_from_dict(ckpt.meta["config"], origin=f"{path} (config)")
+            rows = _read_checkpoint_data(cfg, path, "export --verify", lambda: export.test_rows(ckpt))
+            check = export.verify(ckpt, data, rows)
         written = None
         if check is None or check.ok:
             written = write_new_file(target, data, "--output")
@@ -588,4 +670,9 @@ def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    _install_signal_handlers()      # as early as can be; each command installs them again
+    try:
+        app()
+    except KeyboardInterrupt:       # a signal while Typer parses, before a command runs
+        _err(_interrupted_line())
+        sys.exit(EXIT_INTERRUPTED)

@@ -14,7 +14,7 @@ from .config import Config
 from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.prepare import fingerprint_change
 from .data.sources import Dataset
-from .errors import UserError
+from .errors import UserError, quote_data
 from .metrics import Evaluation, evaluate
 from .nn import MLP
 
@@ -88,7 +88,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str,
                         f"the model expects {ckpt.model.sizes[0]}")
     unknown = [c for c in ds.classes if c not in ckpt.classes]
     if unknown:
-        raise UserError(f"{origin}: class {unknown[0]!r} of the data is not one the model "
+        raise UserError(f"{origin}: class {quote_data(unknown[0])} of the data is not one the model "
                         f"knows ({', '.join(ckpt.classes)})")
     to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
     ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])

@@ -14,8 +14,6 @@ JSON lines write the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,8 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .csvout import csv_text
 from .data.images import image_to_input
-from .errors import UserError
+from .errors import UserError, printable
 from .metrics import answered
 
 UNKNOWN = "unknown"   # the answer below --reject-threshold
@@ -139,8 +138,7 @@ def display_name(text: str) -> str:
     name itself is left as it is, so the escapes are for reading, not for parsing: the CSV
     file (:func:`write_csv`) holds the exact bytes.
     """
-    text = file_bytes(text).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)    # the one rule for text shown on a terminal
 
 
 def format_table(preds: Sequence[Prediction]) -> str:
@@ -188,7 +186,10 @@ def _csv_text(text: str) -> str:
 
 
 def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
-    """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`).
+    """Write the predictions to a new CSV file (:func:`csv_columns`) through the one CSV
+    writer, :func:`softmax_cli.csvout.csv_text`: a path or class name beginning with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a ``'`` in front, so that no
+    spreadsheet runs it as a formula (read such a path back without its first ``'``).
 
     The file is UTF-8, except that paths and class names are written as the bytes the file
     system gave (:func:`file_bytes`): a name that is not UTF-8 is kept byte for byte, so the
@@ -209,13 +210,10 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
         UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
     k = max(len(p.top) for p in preds)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(csv_columns(k))
-    for p in preds:
-        writer.writerow([_csv_text(p.path), _csv_text(p.label), p.probability]
-                        + [v for c, q in p.top for v in (_csv_text(c), q)])
-    return write_new_file(path, buf.getvalue().encode("utf-8", "surrogateescape"), "--output")
+    rows = ([_csv_text(p.path), _csv_text(p.label), p.probability] + [v for c, q in p.top for v in (_csv_text(c), q)]
+            for p in preds)
+    data = csv_text(csv_columns(k), rows).encode("utf-8", "surrogateescape")   # spreadsheet-safe cells
+    return write_new_file(path, data, "--output")
 
 
 def write_new_file(path: Path, data: bytes, option: str) -> Path:

@@ -96,23 +96,27 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
     same config gives the same split on every run (eval relies on it).
 
     Raises:
-        UserError: a class with too few examples to stratify.
+        UserError: a class with too few examples to stratify, or a fraction that leaves a
+            split empty; its ``key`` names the fraction (``data.val_fraction``).
     """
     from sklearn.model_selection import train_test_split
 
+    def split(arrays: tuple, y, key: str, fraction: float):
+        try:
+            return train_test_split(*arrays, test_size=fraction, stratify=y, random_state=seed)
+        except ValueError as exc:
+            raise UserError(f"{ds.description}: cannot split the data by {key} {fraction!r} ({exc})",
+                            key=key) from None
+
     rows = np.arange(len(ds.y))       # split along with the data: which rows each part holds
-    try:
-        if ds.X_test is not None:
-            X, y, X_test, y_test, rows_test = ds.X, ds.y, ds.X_test, ds.y_test, np.arange(len(ds.y_test))
-        else:
-            X, X_test, y, y_test, rows, rows_test = train_test_split(
-                ds.X, ds.y, rows, test_size=cfg.test_fraction, stratify=ds.y, random_state=seed)
-        X_val = y_val = rows_val = None
-        if cfg.val_fraction > 0:
-            X, X_val, y, y_val, rows, rows_val = train_test_split(X, y, rows, test_size=cfg.val_fraction,
-                                                                  stratify=y, random_state=seed)
-    except ValueError as exc:
-        raise UserError(f"{ds.description}: cannot split the data ({exc})") from None
+    if ds.X_test is not None:
+        X, y, X_test, y_test, rows_test = ds.X, ds.y, ds.X_test, ds.y_test, np.arange(len(ds.y_test))
+    else:
+        X, X_test, y, y_test, rows, rows_test = split((ds.X, ds.y, rows), ds.y, "data.test_fraction",
+                                                      cfg.test_fraction)
+    X_val = y_val = rows_val = None
+    if cfg.val_fraction > 0:
+        X, X_val, y, y_val, rows, rows_val = split((X, y, rows), y, "data.val_fraction", cfg.val_fraction)
     return Splits(X, y, X_val, y_val, X_test, y_test, rows, rows_val, rows_test)
 
 

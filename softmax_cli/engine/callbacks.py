@@ -19,12 +19,11 @@ The run's own outputs are callbacks too: :class:`ProgressBar`, :class:`EpochLog`
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from ..csvout import dict_rows_text
 from .state import METRIC_COLUMNS, TrainState
 
 if TYPE_CHECKING:
@@ -165,11 +164,9 @@ class MetricsWriter(Callback):
         self.run = run
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(row.as_dict() for row in state.rows)     # None: an empty cell
-        self.run.write("metrics.csv", buf.getvalue().encode())
+        # the one CSV writer (spreadsheet-safe); None is an empty cell
+        text = dict_rows_text(METRIC_COLUMNS, (row.as_dict() for row in state.rows))
+        self.run.write("metrics.csv", text.encode())
 
 
 class CheckpointWriter(Callback):

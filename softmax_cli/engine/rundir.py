@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import Checkpoint, atomic_write, save_checkpoint
-from ..config import Config
+from ..config import Config, dump_yaml
 from ..data import Preprocessor, Splits
 from ..data.images import style_for
 from ..data.prepare import fingerprint_change
@@ -75,10 +75,8 @@ class RunDir:
         Raises:
             UserError: the directory cannot be created; OSError: ``config.yaml`` cannot be written.
         """
-        import yaml
-
         run = cls(make_run_dir(cfg.output.dir, cfg.name), checkpoint_metadata(cfg, ds, splits))
-        run.write("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+        run.write("config.yaml", dump_yaml(cfg.to_dict()).encode())   # read back by YAML 1.1 and 1.2 alike
         return run
 
     @classmethod
