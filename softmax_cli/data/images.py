@@ -38,10 +38,12 @@ def style_for(source: str) -> str:
     return "uci_digits" if source == "digits" else "mnist"
 
 
-def files_in(folder: str | Path) -> list[Path]:
+def files_in(folder: str | Path, special: bool = False) -> list[Path]:
     """Every file below ``folder``, recursively, in sorted order (each folder's files by name,
     then its sub-folders by name). Hidden files and folders (names starting with ``.``) are
     skipped; symbolic links to folders are not followed (no cycles), links to files are kept.
+    FIFOs, sockets and devices are left out, or, with ``special``, listed too (so that the
+    reader refuses them by name rather than skip them unseen).
 
     Returns:
         Paths that start with ``folder`` as given.
@@ -57,7 +59,8 @@ def files_in(folder: str | Path) -> list[Path]:
     for top, dirs, names in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(top, n) for n in sorted(names) if not n.startswith(".")
-                  and os.path.isfile(os.path.join(top, n))]
+                  and (os.path.isfile(os.path.join(top, n))
+                       or special and os.path.exists(os.path.join(top, n)))]
     return found
 
 
