@@ -16,14 +16,15 @@ ROIS-CODH. EMNIST is not offered: its IDX files are published only inside one 53
 Mirrors. ``$SOFTMAX_DATA_URL`` replaces the published locations with a mirror that holds
 ``<name>/<file>`` (for example ``$SOFTMAX_DATA_URL/mnist/train-images-idx3-ubyte.gz``). A file
 from a mirror must match, in this order: ``data.sha256sums`` (a local ``sha256sum``-format file
-of the user's, when set), the mirror's own ``<name>/SHA256SUMS`` when it has one, else the
-published checksum. The published sources are only ever checked against the built-in
+of the user's, when set), the mirror's own ``<name>/SHA256SUMS`` when it has one (fetched on
+first use and kept in the cache folder), else the published checksum. The published sources are only ever checked against the built-in
 checksums (or ``data.sha256sums``): a checksum list fetched from a server is consulted only
 for a mirror the user named.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -118,7 +119,7 @@ def _local_sums(path: Path) -> dict[str, str]:
         raise UserError(f"{path}: data.sha256sums is not UTF-8 text") from None
 
 
-def _failure(exc: Exception) -> str:
+def _failure(exc: Exception, expected: str = "") -> str:
     """What went wrong with one download, in a few words."""
     import requests
 
@@ -129,7 +130,9 @@ def _failure(exc: Exception) -> str:
     if isinstance(exc, requests.exceptions.ConnectionError):
         return "cannot connect (offline, or the server is down)"
     if isinstance(exc, ValueError) and "hash" in str(exc).lower():
-        return "the file's SHA-256 does not match the expected one (corrupt or changed); nothing was kept"
+        got = re.search(r"but got ([0-9a-fA-F]{64})", str(exc))
+        return (f"its SHA-256 {got.group(1)[:16] + '... ' if got else ''}is not the expected "
+                f"{expected[:16]}... (corrupt, or other bytes); nothing was kept")
     return f"{type(exc).__name__}: {quote_data(str(exc))}"
 
 
@@ -152,6 +155,25 @@ def _mirror_sums(base: str) -> dict[str, str]:
     return parse_sha256sums(out.getvalue().decode("utf-8", "replace"), url)
 
 
+def _mirror_expected(base: str, folder: Path) -> dict[str, str]:
+    """The mirror's checksums, fetched once and kept in ``folder`` (one file per mirror URL),
+    so that later uses read the cache without asking the mirror again (offline too)."""
+    kept = folder / f"SHA256SUMS.mirror-{hashlib.sha256(base.encode()).hexdigest()[:12]}"
+    if kept.is_file():
+        return _local_sums(kept)
+    sums = _mirror_sums(base)
+    text = "".join(f"{digest}  {name}\n" for name, digest in sums.items())
+    partial = kept.with_name(kept.name + f".{os.getpid()}.tmp")
+    try:
+        partial.write_text(f"# {base}\n{text}", encoding="utf-8")
+        os.replace(partial, kept)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"{folder}: cannot write the download cache ({exc.strerror or exc}); set "
+                        f"data.cache_dir to a folder you may write in") from None
+    return sums
+
+
 def _retrieve(bases: list[str], name: str, digest: str, folder: Path, advice: str) -> Path:
     """``folder/name``, downloaded from the first base URL that serves it with ``digest``."""
     import pooch
@@ -165,7 +187,7 @@ def _retrieve(bases: list[str], name: str, digest: str, folder: Path, advice: st
             return Path(pooch.retrieve(base + name, known_hash=f"sha256:{digest}", fname=name, path=folder,
                                        downloader=downloader))
         except (requests.exceptions.RequestException, ValueError) as exc:
-            problems.append(_failure(exc))
+            problems.append(_failure(exc, digest))
         except OSError as exc:
             raise UserError(f"{folder}: cannot write the download cache ({exc.strerror or exc}); set "
                             f"data.cache_dir to a folder you may write in") from None
@@ -188,18 +210,21 @@ def fetch(name: str, folder: Path, sha256sums: Path | None = None) -> dict[str, 
     source = SOURCES[name]
     mirror = os.environ.get(MIRROR_ENV, "").strip()
     bases = [mirror.rstrip("/") + f"/{name}/"] if mirror else list(source.urls)
-    expected = dict(source.sha256)
-    if sha256sums is not None:
-        expected.update(_local_sums(sha256sums))
-    elif mirror:
-        expected.update(_mirror_sums(bases[0]))
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{folder}: cannot create the download cache ({exc.strerror or exc}); set "
                         f"data.cache_dir to a folder you may write in") from None
+    expected = dict(source.sha256)
+    if sha256sums is not None:
+        expected.update(_local_sums(sha256sums))
+    elif mirror:
+        expected.update(_mirror_expected(bases[0], folder))
     advice = (f"to place the files by hand, download {', '.join(FILES.values())} into {folder} (they are "
               f"checked against their SHA-256), or into any folder and set data.root to it")
+    if mirror:
+        advice += (f"; a mirror holding other bytes of the same files lists their checksums in "
+                   f"{bases[0]}SHA256SUMS, or in a local file named by data.sha256sums")
     fresh = [f for f in FILES.values() if not (folder / f).exists()]
     paths = {key: _retrieve(bases, fname, expected[fname], folder, advice) for key, fname in FILES.items()}
     if fresh:

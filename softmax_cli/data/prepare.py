@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, quote, quote_data
 from .sources import Dataset
 
 if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
@@ -46,6 +46,8 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
     """
     from sklearn.model_selection import train_test_split
 
+    if ds.X_test is None or cfg.val_fraction > 0:
+        _check_stratifiable(ds)
     try:
         if ds.X_test is not None:
             X, y, X_test, y_test = ds.X, ds.y, ds.X_test, ds.y_test
@@ -57,8 +59,21 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
             X, X_val, y, y_val = train_test_split(X, y, test_size=cfg.val_fraction,
                                                   stratify=y, random_state=seed)
     except ValueError as exc:
-        raise UserError(f"{ds.description}: cannot split the data ({exc})") from None
+        raise UserError(f"{ds.description}: cannot split the data ({quote(str(exc))[1:-1]})") from None
     return Splits(X, y, X_val, y_val, X_test, y_test)
+
+
+def _check_stratifiable(ds: Dataset) -> None:
+    """Refuse classes of a single example (a stratified split needs two of each), naming a
+    few of them: the message stays one short line however many classes there are."""
+    counts = np.bincount(ds.y, minlength=len(ds.classes))
+    single = np.flatnonzero(counts == 1)
+    if single.size:
+        names = ", ".join(quote_data(ds.classes[i]) for i in single[:5])
+        more = f" and {single.size - 5} more" if single.size > 5 else ""
+        raise UserError(f"{ds.description}: cannot split the data: {single.size} of {len(ds.classes)} "
+                        f"classes have only 1 member ({names}{more}); a stratified split needs at "
+                        f"least 2 examples of each class")
 
 
 def _mean_and_std(X: np.ndarray, rows: int = 4096) -> tuple[float, float]:
