@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import numpy as np
 
 from ..errors import UserError, quote_data
-from .dataset import (Dataset, image_shape_for, index_labels, labels_to_classes, number,
+from .dataset import (Dataset, image_shape_for, index_labels, labels_to_classes, number, plain,
                       pixel_range_of, range_name)
 from .files import MAX_INFLATION, MIN_INFLATED_LIMIT, open_regular
 
@@ -181,7 +181,7 @@ def _labels(y: np.ndarray, n: int, where: str) -> tuple[np.ndarray, list[str] | 
         if not ok.all():
             i = int(np.argmin(ok))
             raise UserError(f"{where}: row {i} is not a one-hot label (one 1, the others 0): "
-                            f"{quote_data([number(v) for v in y[i]])}")
+                            f"{quote_data([plain(v) for v in y[i]])}")
         return np.argmax(y, axis=1).astype(np.int64), [str(i) for i in range(y.shape[1])]
     if y.ndim != 1:
         raise UserError(f"{where}: labels of shape {y.shape}; expected (n,) or one-hot (n, classes)")

@@ -38,13 +38,16 @@ class Dataset:
     description: str = ""
 
 
+def plain(value) -> int | float:
+    """A NumPy number as a Python one, whole numbers as ``int`` (``7``, not ``7.0``)."""
+    value = float(value)
+    return int(value) if np.isfinite(value) and value == round(value) and abs(value) < 2**53 else value
+
+
 def number(value) -> str:
     """A number read from a data file, as an error message shows it (through
     :func:`~softmax_cli.errors.quote_data`): whole numbers without ``.0``."""
-    value = float(value)
-    if np.isfinite(value) and value == round(value) and abs(value) < 2**53:
-        return quote_data(int(value))
-    return quote_data(value)
+    return quote_data(plain(value))
 
 
 def need_two_classes(classes: np.ndarray, labels_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError, quote_data
-from .dataset import number
+from .dataset import number, plain
 from .files import open_data
 
 DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "whitespace": None}
@@ -241,7 +241,7 @@ def _check_labels(block: np.ndarray, layout: _Layout, path: Path, numbered, spec
             row = int(np.argmin(ok))
             raise UserError(f"{path}: line {numbered[row][0]}: the {block.shape[1]} label columns "
                             f"(data.label_column {spec}) are not one-hot (one 1, the others 0): "
-                            f"{quote_data([number(v) for v in block[row]])}")
+                            f"{quote_data([plain(v) for v in block[row]])}")
         return np.argmax(block, axis=1).astype(np.int64)
     labels = block[:, 0]
     wrong = (labels != np.round(labels)) | (np.abs(labels) > 2**53)   # 2**53: exact in float64
