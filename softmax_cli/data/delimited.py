@@ -227,7 +227,7 @@ def _label_column(header: list[str] | None, width: int, spec: str, path: Path) -
         raise UserError(f"{path}: no header row, so data.label_column '{spec}' cannot be found; "
                         f"use first or last")
     if spec not in header:
-        shown = ", ".join(quote_data(h)[1:-1] for h in header[:5])
+        shown = ", ".join(quote_data(h) for h in header[:5])
         raise UserError(f"{path}: no column named '{spec}' for data.label_column "
                         f"(columns: {shown}{', ...' if len(header) > 5 else ''})")
     return header.index(spec)
@@ -376,8 +376,3 @@ def read_rows(path: str | Path, n_features: int, pixel_range: tuple[float, float
     if pixel_range[0]:
         X -= np.float32(pixel_range[0])
     return X
-
-
-def names_of(columns: Sequence[int], header: list[str] | None) -> list[str]:
-    """Header names of 0-based ``columns`` (or their numbers from 1)."""
-    return [header[c] if header else str(c + 1) for c in columns]

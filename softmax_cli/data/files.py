@@ -8,9 +8,10 @@ so that the same rules hold for all of them:
   before anything is read from them;
 - a missing file, a folder, a file this user may not read: one line each, exit 2;
 - a gzip file (told by its magic number, whatever its name) is inflated as a stream, and a
-  stream that inflates to more than :data:`MAX_INFLATION` times its compressed size (and more
-  than :data:`MIN_INFLATED_LIMIT`) is refused as a decompression bomb as soon as it does,
-  after reading no more than that limit.
+  stream is refused as a decompression bomb as soon as what it has inflated to is more than
+  :data:`MAX_INFLATION` times the compressed bytes read so far (once past
+  :data:`RATIO_FLOOR`), or more than :data:`MAX_INFLATION` times the whole file (once past
+  :data:`MIN_INFLATED_LIMIT`): a 2 MB file of one repeated byte stops after 4 MB.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 # its IDX images 5:1) stay far below 256:1, so a stream above both limits is refused
 MAX_INFLATION = 256
 MIN_INFLATED_LIMIT = 64 * 2**20     # small files may inflate that far whatever their ratio
+RATIO_FLOOR = 4 * 2**20             # the running ratio is checked once this much is inflated
 
 
 def _special_kind(mode: int) -> str | None:
@@ -109,6 +111,7 @@ class _BoundedInflate(io.RawIOBase):
 
     def __init__(self, path: Path, raw: BinaryIO, limit: int):
         self.path, self.limit, self.inflated = path, limit, 0
+        self._raw = raw
         self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
 
     def readable(self) -> bool:
@@ -121,9 +124,11 @@ class _BoundedInflate(io.RawIOBase):
         except (OSError, EOFError, zlib.error) as exc:
             raise UserError(f"{self.path}: corrupt gzip data ({exc})") from None
         self.inflated += len(data)
-        if self.inflated > self.limit:
-            raise UserError(f"{self.path}: inflates to more than {self.limit:,} bytes, over {MAX_INFLATION} "
-                            f"times its compressed size: refused as a decompression bomb")
+        if self.inflated > self.limit or (self.inflated > RATIO_FLOOR
+                                          and self.inflated > MAX_INFLATION * self._raw.tell()):
+            raise UserError(f"{self.path}: inflates to more than {MAX_INFLATION} times its compressed size "
+                            f"({self.inflated:,} bytes from {self._raw.tell():,}): refused as a "
+                            f"decompression bomb")
         buffer[:len(data)] = data
         return len(data)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, quote_data
 from .dataset import Dataset, check_pixels, index_labels, labels_to_classes, number
 from .files import MAX_INFLATION, count_rest, open_data, read_exactly
 
@@ -47,7 +47,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     with open_data(path) as f:
         head = f.stream.read(4)
         if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in IDX_DTYPES:
-            raise UserError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty'})")
+            raise UserError(f"{path}: not an IDX file (bad magic number "
+                            f"{quote_data(head.hex()) if head else 'empty'})")
         ndim = head[3]
         if ndim > MAX_IDX_DIMS:
             raise UserError(f"{path}: the IDX header declares {ndim} dimensions; a data file has at most "
