@@ -13,7 +13,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import resource
 import socket
 import subprocess
 import zipfile
@@ -76,19 +75,33 @@ def bomb(kind: str, folder: Path) -> tuple[str, tuple[str, ...]]:
                                          "more than the file holds")
 
 
+# Runs one command with its address space capped and prints its exit code, peak resident
+# memory and stderr. A child's peak RSS counts from its parent's resident memory at fork (the
+# copied address space's high-water mark survives exec), so this small launcher forks the
+# command, not the test process, which may hold MNIST by then.
+LAUNCHER = """
+import json, os, resource, subprocess, sys
+cap = int(sys.argv[1])
+def limit():
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+proc = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, preexec_fn=limit)
+err = proc.stderr.read().decode()
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps([os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024, err]))
+"""
+
+
 def run_capped(args: list[str], cwd: Path) -> tuple[int, str, float]:
     """Run ``softmax ARGS`` with its address space capped at :data:`CAP`; return the exit code,
     stderr and the process's peak resident memory in MB (``os.wait4``)."""
-    def cap():
-        resource.setrlimit(resource.RLIMIT_AS, (CAP, CAP))
+    import json
+    import sys
 
-    proc = subprocess.Popen([SOFTMAX, *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, preexec_fn=cap)
-    stderr = proc.stderr.read().decode()
-    proc.stderr.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, stderr, usage.ru_maxrss / 1024
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, str(CAP), SOFTMAX, *args], cwd=cwd, check=True,
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=300)
+    code, peak_mb, stderr = json.loads(out.stdout)
+    return code, stderr, peak_mb
 
 
 @pytest.mark.parametrize("kind", ["csv_gz_of_zero_bytes", "csv_gz_of_rows", "idx_gz_declaring_1_gb",

@@ -145,6 +145,9 @@ class DataFile:
         size: its size on disk, bytes.
         compressed: whether it is gzip data (inflated on the fly).
         limit: the most bytes ``stream`` will yield: the file size, or the inflation limit.
+        estimated_size: what ``stream`` will likely yield: the file size, or for gzip the
+            inflated size its trailer records (exact for one member below 4 GiB), within
+            ``limit``.
         stream: a buffered binary stream (``read``, ``readinto``, ``readline``).
     """
 
@@ -154,15 +157,21 @@ class DataFile:
         try:
             self.size = os.fstat(raw.fileno()).st_size
             self.compressed = raw.read(2) == GZIP_MAGIC
+            trailer = b""
+            if self.compressed and self.size >= 18:
+                raw.seek(self.size - 4)
+                trailer = raw.read(4)
             raw.seek(0)
         except OSError as exc:
             raw.close()
             raise _os_problem(self.path, exc) from None
         if self.compressed:
             self.limit = max(MIN_INFLATED_LIMIT, MAX_INFLATION * self.size)
+            recorded = int.from_bytes(trailer, "little") if len(trailer) == 4 else 0
+            self.estimated_size = min(self.limit, max(recorded, self.size))
             self.stream = io.BufferedReader(_BoundedInflate(self.path, raw, self.limit), 1 << 16)
         else:
-            self.limit = self.size
+            self.limit = self.estimated_size = self.size
             self.stream = io.BufferedReader(_Checked(self.path, raw), 1 << 16)
 
     def text(self) -> io.TextIOWrapper:
