@@ -17,9 +17,9 @@ Mirrors. ``$SOFTMAX_DATA_URL`` replaces the published locations with a mirror th
 ``<name>/<file>`` (for example ``$SOFTMAX_DATA_URL/mnist/train-images-idx3-ubyte.gz``). A file
 from a mirror must match, in this order: ``data.sha256sums`` (a local ``sha256sum``-format file
 of the user's, when set), the mirror's own ``<name>/SHA256SUMS`` when it has one (fetched on
-first use and kept in the cache folder), else the published checksum. The published sources are only ever checked against the built-in
-checksums (or ``data.sha256sums``): a checksum list fetched from a server is consulted only
-for a mirror the user named.
+first use and kept in the cache folder), else the published checksum. The published sources
+are only ever checked against the built-in checksums (or ``data.sha256sums``): a checksum
+list fetched from a server is consulted only for a mirror the user named.
 """
 
 from __future__ import annotations
@@ -191,7 +191,9 @@ def _retrieve(bases: list[str], name: str, digest: str, folder: Path, advice: st
         except OSError as exc:
             raise UserError(f"{folder}: cannot write the download cache ({exc.strerror or exc}); set "
                             f"data.cache_dir to a folder you may write in") from None
-    also = f" (and {len(bases) - 1} mirror{'s' * (len(bases) > 2)}: {'; '.join(problems[1:])})" if len(bases) > 1 else ""
+    also = ""
+    if len(bases) > 1:
+        also = f" (and {len(bases) - 1} mirror{'s' * (len(bases) > 2)}: {'; '.join(problems[1:])})"
     raise UserError(f"{bases[0] + name}: download failed: {problems[0]}{also}; {advice}")
 
 
