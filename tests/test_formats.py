@@ -203,3 +203,57 @@ def test_bad_onehot_rows_are_named_through_the_cli(tmp_path):
                                        "image_shape: [2, 2], pixel_max: 1}\n")
     assert_user_error(run_softmax("train", "cfg.yaml", cwd=tmp_path), "s.data: line 2: the 2 label columns",
                       "not one-hot", "[1, 1]")
+
+
+def test_a_bad_cell_in_a_long_line_is_quoted_briefly(tmp_path):
+    # issue 18: a 1,500-character line pasted whole into the message; now at most 80 characters
+    cells = ["0"] * 256
+    cells[17] = "x" * 300
+    (tmp_path / "t.csv").write_text("1," + ",".join(["0"] * 256) + "\n2," + ",".join(cells) + "\n")
+    with pytest.raises(UserError) as caught:
+        read(tmp_path, (tmp_path / "t.csv").read_text(), image_shape=[16, 16])
+    message = str(caught.value)
+    assert "line 2, column 19: expected a number, got 'xxx" in message
+    assert len(message.split("got ", 1)[1]) <= 80, message
+
+
+# ------------------------------------------------------------------------ fuzzing
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                         HealthCheck.function_scoped_fixture])
+cells = st.one_of(st.integers(-3, 300).map(str), st.sampled_from(["", "nan", "x", "1.5", '"7"', "1_0", "1e3", " "]))
+tables = st.tuples(st.lists(st.lists(cells, min_size=0, max_size=6), max_size=8),
+                   st.sampled_from([",", ";", "\t", " ", "  "]), st.sampled_from(["\n", "\r\n", "\r"]))
+
+
+@FUZZ
+@given(tables, st.sampled_from(["first", "last", "onehot_last", "none"]))
+def test_the_delimited_reader_on_arbitrary_tables(tmp_path, table, spec):
+    from softmax_cli.data.delimited import read_table
+
+    rows, sep, end = table
+    path = tmp_path / "f.csv"
+    path.write_text(end.join(sep.join(r) for r in rows), newline="")
+    try:
+        t = read_table(path, spec, pixels=2 if spec in ("onehot_last", "none") else None, pixel_range=(0, 255))
+    except UserError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    assert t.X.dtype == np.float32 and t.X.shape[1] >= 1 and np.isfinite(t.X).all()
+    assert (t.X >= 0).all() and (t.X <= 255).all()
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), st.binary(max_size=300).map(lambda b: b"PK\x03\x04" + b),
+                 st.binary(max_size=200).map(lambda b: b"\x93NUMPY\x01\x00" + b)))
+def test_the_array_readers_on_arbitrary_bytes(tmp_path, data):
+    from softmax_cli.data.arrays import NpzArchive, read_npy
+
+    (tmp_path / "a.npz").write_bytes(data)
+    for read_one in (lambda p: NpzArchive(p).close(), read_npy, lambda p: read_pixel_rows(p, 4)):
+        try:
+            read_one(tmp_path / "a.npz")
+        except UserError as exc:
+            assert str(exc) and "\n" not in str(exc)

@@ -14,6 +14,7 @@ times its compressed size) before memory is set aside for it.
 from __future__ import annotations
 
 import math
+import struct
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -45,7 +46,8 @@ def _header(stream: BinaryIO, where: str) -> tuple[tuple[int, ...], bool, np.dty
             shape, fortran, dtype = fmt.read_array_header_2_0(stream)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile, struct.error,
+            NotImplementedError, RuntimeError) as exc:
         raise UserError(f"{where}: not a readable .npy array ({quote_data(str(exc))})") from None
     if dtype.hasobject or dtype.kind not in "biuf" or dtype.fields is not None:
         raise UserError(f"{where}: arrays of {dtype} are not numbers (object arrays would need pickle, "
@@ -66,7 +68,7 @@ def _read_data(stream: BinaryIO, shape, fortran: bool, dtype: np.dtype, room: in
     try:
         while got < nbytes and (n := stream.readinto(view[got:])):
             got += n
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, struct.error, NotImplementedError, RuntimeError) as exc:
         raise UserError(f"{where}: cannot read the array's data ({quote_data(str(exc))})") from None
     if got < nbytes:
         raise UserError(f"{where}: truncated: {got:,} of the {nbytes:,} bytes its header declares")
@@ -104,7 +106,8 @@ class NpzArchive:
                 raise UserError(f"{self.path}: a single .npy array, not an .npz archive; give the image "
                                 f"and label arrays as data.train_images and data.train_labels")
             self._zip = zipfile.ZipFile(self._file)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
+                NotImplementedError, RuntimeError) as exc:
             self._file.close()
             raise UserError(f"{self.path}: not a readable .npz archive ({quote_data(str(exc))})") from None
         except BaseException:
