@@ -457,6 +457,131 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
         raise typer.Exit(EXIT_FAILURE)
 
 
+# ------------------------------------------------------------------- export and serve
+def _checkpoint_path(given: Path) -> Path:
+    """The checkpoint file that export's and serve's CKPT names. (Once the shipped-models
+    registry ``softmax_cli.models`` lands, a model's name too: ``return models.resolve(given)``.)"""
+    return given
+
+
+def _needs(extra: str, *modules: str) -> None:
+    """Refuse, in one line, a command whose optional extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"this command needs {' and '.join(missing)}: pip install 'softmax-cli[{extra}]'")
+
+
+def _sigterm_interrupts():
+    """A context in which SIGTERM raises KeyboardInterrupt, as Ctrl-C (SIGINT) does: exit 130
+    and one line, and ``finally`` blocks (a partial file removed) run."""
+    import contextlib
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def context():
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return context()
+
+
+@app.command("export")
+@_handle_errors
+def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+                                             show_default=False),
+            format_: str = typer.Option("onnx", "--format", help="The format: onnx."),
+            output: Optional[Path] = typer.Option(
+                None, "--output", "-o", show_default=False,
+                help="The file to write; default: the checkpoint's name with .onnx, beside it. An existing "
+                     "file is never overwritten (NAME-2.onnx, ... instead)."),
+            opset: Optional[int] = typer.Option(None, "--opset", metavar="N", show_default=False,
+                                                help="ONNX opset to target, 13 or newer; default 17."),
+            verify: bool = typer.Option(False, "--verify",
+                                        help="Before writing, run the exported model with onnxruntime on the "
+                                             "checkpoint's whole test split and compare its probabilities "
+                                             "with the checkpoint's (at most 1e-5 apart, the same classes)."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Export a checkpoint as an ONNX model: raw pixels in, logits and probabilities out."""
+    with _sigterm_interrupts():
+        if format_ != "onnx":
+            raise UserError(f"--format: expected onnx, got {format_!r}")
+        _needs("export", "onnx", "onnxruntime")
+        from . import export
+        from .checkpoint import load_checkpoint
+        from .predict import check_output, write_new_file
+
+        path = _checkpoint_path(checkpoint)
+        target = output if output is not None else export.default_output(path)
+        check_output(target, "--output", "model.onnx")
+        ckpt = load_checkpoint(path)
+        opset = export.DEFAULT_OPSET if opset is None else opset
+        data = export.to_onnx(ckpt, opset).SerializeToString()
+        check = export.verify(ckpt, data, export.test_rows(ckpt)) if verify else None
+        written = None
+        if check is None or check.ok:
+            written = write_new_file(target, data, "--output")
+            if written != target:
+                _err(f"{target} exists and was left as it was; wrote {written}")
+        result = export.summary(ckpt, written, len(data), opset, check)
+        typer.echo(json.dumps(result) if as_json else export.format_summary(result))
+    if written is None:
+        _err(f"softmax: error: {path}: the exported model does not match the checkpoint (largest difference "
+             f"of probabilities {check.max_abs_diff:.3g}, {check.classes_differ} classes differ); nothing written")
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+@_handle_errors
+def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/mnist/best.npz).",
+                                            show_default=False),
+          host: str = typer.Option("127.0.0.1", "--host",
+                                   help="Address to listen on; 0.0.0.0 opens the server to the network."),
+          port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
+          workers: int = typer.Option(1, "--workers", min=1, max=256,
+                                      help="Worker processes, each with its own copy of the model."),
+          max_request_mb: int = typer.Option(10, "--max-request-mb", min=1, max=1024,
+                                             help="Refuse request bodies larger than this many MiB (413)."),
+          log_level: str = typer.Option("warning", "--log-level",
+                                        help="uvicorn's log level: critical, error, warning, info (adds a "
+                                             "line per request) or debug.")) -> None:
+    """Serve a checkpoint over HTTP: POST /predict, GET /model, a page to draw a digit on at /."""
+    with _sigterm_interrupts():
+        _needs("serve", "fastapi", "uvicorn", "multipart")
+        from .checkpoint import load_checkpoint
+        from .serve.server import LOG_LEVELS, run
+
+        if log_level not in LOG_LEVELS:
+            raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        path = _checkpoint_path(checkpoint)
+        ckpt = load_checkpoint(path)
+        sizes = "-".join(map(str, ckpt.model.sizes))
+
+        def announce(url: str) -> None:
+            _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
+                 f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
+                 f"{url}docs; Ctrl-C to stop")
+
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
+                 f"(it has no authentication)")
+        try:
+            run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
+        except KeyboardInterrupt:
+            _err("softmax: interrupted; the server stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except RuntimeError as exc:
+            _err(f"softmax: error: {exc}")
+            raise typer.Exit(EXIT_FAILURE) from None
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

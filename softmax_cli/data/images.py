@@ -17,6 +17,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -98,8 +99,11 @@ def find_files(args: list[str]) -> list[Path | UserError]:
     return found
 
 
-def load_grayscale(path: str | Path) -> np.ndarray:
+def load_grayscale(path: str | Path | BinaryIO) -> np.ndarray:
     """Open an image file and return its luminance, float32 (h, w) in [0, 1].
+
+    ``path`` may also be a binary file object (the server's uploads, held in memory): its
+    ``str()`` names it in messages.
 
     The format is told by the file's content, not its name: anything Pillow decodes (PNG,
     JPEG, BMP, GIF, TIFF, WebP, ...; the first frame of an animation). EXIF orientation is
@@ -113,7 +117,7 @@ def load_grayscale(path: str | Path) -> np.ndarray:
         UserError: the file is missing, unreadable, not an image Pillow can decode, or
             larger than the decompression-bomb limit.
     """
-    path = Path(path)
+    path = path if hasattr(path, "read") else Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
