@@ -12,6 +12,7 @@ folder of images (``data.source: folder``) and ``softmax predict`` both go throu
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
@@ -157,9 +158,11 @@ def load_grayscale(path: str | Path | BinaryIO) -> np.ndarray:
             (a FIFO, socket or device: refused before it is read, it could block), not an
             image Pillow can decode, or larger than the decompression-bomb limit.
     """
-    path = path if hasattr(path, "read") else Path(path)
+    in_memory = hasattr(path, "read")
+    path = path if in_memory else Path(path)
+    opened = contextlib.nullcontext(path) if in_memory else open_regular(path, "file", "an image file")
     try:
-        with warnings.catch_warnings(), open_regular(path, "file", "an image file") as f:
+        with warnings.catch_warnings(), opened as f:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(f) as img:
                 img = ImageOps.exif_transpose(img)
