@@ -328,7 +328,10 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
              weights: Optional[Path] = typer.Option(
                  None, "--weights", show_default=False,
                  help="Also draw the first layer's weights, one image per unit, into this new .png "
-                      "file.")) -> None:
+                      "file."),
+             max_units: int = typer.Option(64, "--max-units", min=1,
+                                           help="With --weights: draw the N units whose incoming weights "
+                                                "have the largest norms.")) -> None:
     """What a checkpoint holds: architecture, parameters, data, preprocessing, config, metrics."""
     from .checkpoint import describe_checkpoint, load_checkpoint
 
@@ -344,9 +347,11 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
     if weights is not None:
         from .report import plot_weights
 
-        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape)
+        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape, max_units)
         info["weights_png"] = str(weights)
-        _err(f"wrote {weights}: the incoming weights of {n} first-layer units as {ckpt.image_shape[0]}x"
+        total = ckpt.model.sizes[1]
+        which = f"{n} first-layer units" if n == total else f"{n} of {total} first-layer units (largest norms)"
+        _err(f"wrote {weights}: the incoming weights of {which} as {ckpt.image_shape[0]}x"
              f"{ckpt.image_shape[1]} images")
     typer.echo(json.dumps(info) if as_json else _format_inspect(info))
 

@@ -22,6 +22,7 @@ DPI = 100
 #: the files ``softmax eval --report DIR`` writes into ``DIR``
 REPORT_FILES = ("report.md", "confusion_matrix.png", "errors.png", "per_class.csv")
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
+WEIGHT_UNITS = 64   # units ``softmax inspect --weights`` draws by default (--max-units)
 
 
 def _pyplot():
@@ -214,7 +215,8 @@ def plot_errors(path: str | Path, images: np.ndarray, y_true: np.ndarray, y_pred
 
 
 # ---------------------------------------------------------------------- first-layer weights
-def plot_weights(path: str | Path, W: np.ndarray, image_shape: tuple[int, int], max_units: int = 1024) -> int:
+def plot_weights(path: str | Path, W: np.ndarray, image_shape: tuple[int, int],
+                 max_units: int = WEIGHT_UNITS) -> int:
     """Draw each first-layer unit's incoming weights as an image, tiled, into the PNG ``path``.
 
     Column ``j`` of ``W`` (the weights from every input pixel to unit ``j``) is reshaped to
@@ -222,12 +224,15 @@ def plot_weights(path: str | Path, W: np.ndarray, image_shape: tuple[int, int], 
     negative, each unit scaled to its own largest absolute weight (so the colours compare
     pixels within a unit, not units). The weights act on the preprocessed input. Tiles fill
     a square-ish grid, row by row, with grey one-pixel gaps; each weight is drawn as a block
-    of whole pixels (at least 2 x 2), so that the mosaic is about 600 pixels wide or more.
+    of whole pixels (at least 3 x 3), so that the mosaic is about 900 pixels wide or more and
+    a 28 x 28 tile at least 84 pixels: a wide layer is not squeezed into specks, only its
+    ``max_units`` units with the largest weight norms ``||W[:, j]||`` are drawn, largest first
+    (a unit that learned nothing keeps small weights).
 
     Args:
         W: float (h * w, n_units) first-layer weights ``W0``.
         image_shape: (h, w) of the input images.
-        max_units: draw at most this many units (the first ones).
+        max_units: draw at most this many units (those of largest norm), >= 1.
 
     Returns:
         The number of units drawn.
@@ -239,11 +244,15 @@ def plot_weights(path: str | Path, W: np.ndarray, image_shape: tuple[int, int], 
     h, w = image_shape
     if W.ndim != 2 or W.shape[0] != h * w:
         raise ValueError(f"W has shape {W.shape}, expected ({h * w}, n_units) for {h}x{w} images")
+    if max_units < 1:
+        raise ValueError(f"max_units must be >= 1, got {max_units}")
     plt = _pyplot()
     n = min(W.shape[1], max_units)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    tiles = W[:, :n].T.reshape(n, h, w).astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->j", W, W, dtype=np.float64))
+    chosen = np.argsort(-norms, kind="stable")[:n]             # the largest norms, largest first
+    tiles = W[:, chosen].T.reshape(n, h, w).astype(np.float64)
     peak = np.abs(tiles).max(axis=(1, 2), keepdims=True)
     tiles = tiles / np.where(peak > 0, peak, 1.0)
     # one mosaic with a one-pixel gap (NaN: drawn in the background colour) between tiles
@@ -251,7 +260,7 @@ def plot_weights(path: str | Path, W: np.ndarray, image_shape: tuple[int, int], 
     for j in range(n):
         r, c = divmod(j, cols)
         mosaic[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = tiles[j]
-    scale = max(2, 600 // max(mosaic.shape))             # whole screen pixels per weight
+    scale = max(3, 900 // max(mosaic.shape))             # whole screen pixels per weight
     fig = plt.figure(figsize=(mosaic.shape[1] * scale / DPI + 0.4, mosaic.shape[0] * scale / DPI + 0.7))
     ax = fig.add_axes((0.2 / fig.get_figwidth(), 0.2 / fig.get_figheight(),
                        1 - 0.4 / fig.get_figwidth(), 1 - 0.7 / fig.get_figheight()))
@@ -259,7 +268,7 @@ def plot_weights(path: str | Path, W: np.ndarray, image_shape: tuple[int, int], 
     cmap.set_bad("0.75")                                # the gaps: grey, unlike a zero weight
     ax.imshow(mosaic, cmap=cmap, vmin=-1.0, vmax=1.0, interpolation="nearest")
     ax.axis("off")
-    shown = f"{n} of {W.shape[1]}" if n < W.shape[1] else f"{n}"
+    shown = f"the {n} of largest norm among {W.shape[1]}" if n < W.shape[1] else f"{n}"
     fig.suptitle(f"first-layer weights: {shown} units, {h}x{w} each\n"
                  f"red positive, blue negative, each unit scaled to its own largest |w|", fontsize=9)
     _save(fig, Path(path))
