@@ -55,12 +55,18 @@ def _save(fig, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------ training curves
-def plot_curves(path: str | Path, rows: list[dict], best_epoch: int, monitor: str = "val_loss") -> None:
+def plot_curves(path: str | Path, rows: list[dict], best_epoch: int, monitor: str = "val_loss",
+                train_conditions: tuple[str, ...] = ()) -> None:
     """Draw loss and accuracy per epoch, training and validation, into the PNG ``path``.
 
     Two panels, 1000 x 400 pixels: the mean cross-entropy (nats, log scale) and the accuracy
     (in [0, 1]) against the epoch; the best epoch is marked by a dashed vertical line and a
     ring on the curves of the monitored split (validation, or training without one).
+    The training figures are running means over each epoch's batches, taken with whatever
+    made training harder than evaluation (``train_conditions``, e.g. ``("dropout", "label
+    smoothing")``): the training curves are then labelled with them and a note under the
+    panels says they are not comparable with the validation curves, so a training loss above
+    the validation loss is not read as a bug.
 
     Args:
         rows: the rows of ``metrics.csv`` as written by training, oldest first: dicts with
@@ -68,6 +74,8 @@ def plot_curves(path: str | Path, rows: list[dict], best_epoch: int, monitor: st
             ``val_acc`` (floats, or ``""`` when the run has no validation split).
         best_epoch: the epoch whose weights are ``best.npz`` (0: none marked).
         monitor: the metric that chose it, e.g. ``val_loss`` or ``val_acc``.
+        train_conditions: what was on during training only (dropout, label smoothing,
+            augmentation); empty: the training figures are comparable.
 
     Raises:
         ValueError: ``rows`` is empty.
@@ -82,13 +90,14 @@ def plot_curves(path: str | Path, rows: list[dict], best_epoch: int, monitor: st
     has_val = all(r.get("val_loss", "") != "" for r in rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     marker = "o" if len(rows) <= 30 else None
+    train_label = f"training (with {', '.join(train_conditions)})" if train_conditions else "training"
     for ax, what, label in ((axes[0], "loss", "loss (cross-entropy, nats)"), (axes[1], "acc", "accuracy")):
         for part, colour in (("train", "tab:blue"), ("val", "tab:orange")):
             if part == "val" and not has_val:
                 continue
             values = np.array([float(r[f"{part}_{what}"]) for r in rows])
             ax.plot(epochs, values, color=colour, marker=marker, markersize=3,
-                    label="training" if part == "train" else "validation")
+                    label=train_label if part == "train" else "validation")
             if best_epoch and part == monitor.split("_")[0]:
                 ax.plot([best_epoch], [values[best_epoch - 1]], "o", markersize=11, markerfacecolor="none",
                         markeredgecolor="black", markeredgewidth=1.5)
@@ -105,6 +114,56 @@ def plot_curves(path: str | Path, rows: list[dict], best_epoch: int, monitor: st
         axes[0].set_yscale("log")
     axes[0].set_title("loss per epoch")
     axes[1].set_title("accuracy per epoch")
+    if train_conditions and has_val:
+        fig.supxlabel(f"training figures: running means over each epoch's batches, with "
+                      f"{', '.join(train_conditions)} on; not comparable with the validation figures",
+                      fontsize=8, color="0.3")
+    _save(fig, Path(path))
+
+
+# ---------------------------------------------------------------------- reliability diagram
+def plot_reliability(path: str | Path, before, after=None, title: str = "") -> None:
+    """Draw a reliability diagram (Guo et al. 2017, figure 1) into the PNG ``path``.
+
+    Top: per equal-width confidence bin, the accuracy (bars) against the mean confidence (the
+    diagonal is a calibrated model; bars below it are over-confidence), with the expected
+    calibration error in the legend; ``after`` (the same answers with the checkpoint's
+    temperature) is drawn beside ``before`` when given. Bottom: how many answers fall in
+    each bin (log scale). 800 x 700 pixels.
+
+    Args:
+        before, after: :class:`~softmax_cli.calibration.ReliabilityBins` of the same bins.
+        title: the figure's heading (checkpoint and split).
+
+    Raises:
+        OSError: ``path`` cannot be written; an earlier picture there is intact.
+    """
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), height_ratios=(3, 1), sharex=True,
+                                      layout="constrained")
+    edges = before.edges
+    width = edges[1] - edges[0]
+    shown = [(before, "uncalibrated" if after is not None else "model", "tab:blue")]
+    if after is not None:
+        shown.append((after, "with temperature scaling", "tab:orange"))
+    for i, (bins, label, colour) in enumerate(shown):
+        offset = (i - (len(shown) - 1) / 2) * width / len(shown)
+        used = bins.count > 0
+        top.bar(edges[:-1][used] + width / 2 + offset, bins.accuracy[used], width=width / len(shown),
+                color=colour, alpha=0.8, edgecolor="white", label=f"{label}: ECE {bins.ece:.4f}")
+        bottom.bar(edges[:-1][used] + width / 2 + offset, bins.count[used], width=width / len(shown),
+                   color=colour, alpha=0.8, edgecolor="white")
+    top.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=1, label="calibrated")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("accuracy in the bin")
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("confidence (highest class probability)")
+    bottom.set_ylabel("answers")
+    bottom.grid(alpha=0.3)
+    top.set_title(title or f"reliability diagram, {len(edges) - 1} bins")
     _save(fig, Path(path))
 
 
