@@ -14,8 +14,6 @@ JSON lines write the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,8 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .csvout import csv_text
 from .data.images import image_to_input
-from .errors import UserError
+from .errors import UserError, printable
 from .metrics import answered
 
 UNKNOWN = "unknown"   # the answer below --reject-threshold
@@ -93,14 +92,26 @@ def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1
             on_error(exc)
     if not rows:
         return []
-    proba = ckpt.predict_proba(np.stack(rows), batch_size=len(rows))          # one forward pass
+    return rank(ckpt, [str(path) for path in kept], np.stack(rows), top_k, threshold)
+
+
+def rank(ckpt: Checkpoint, names: Sequence[str], X: np.ndarray, top_k: int = 1,
+         threshold: float = 0.0) -> list[Prediction]:
+    """Answer raw input rows ``X`` (n, d) in 0..pixel_max with one forward pass
+    (:meth:`Checkpoint.predict_proba`): the ``top_k`` classes of each, most probable first,
+    :data:`UNKNOWN` below ``threshold``; ``names[i]`` names row ``i`` (``Prediction.path``).
+
+    Raises:
+        ValueError: ``X`` is not (n, d) with the model's number of features.
+    """
+    proba = ckpt.predict_proba(X, batch_size=max(1, len(X)))          # one forward pass
     sure = answered(proba, threshold)
     k = min(top_k, proba.shape[1])
     order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
     out = []
-    for path, row, idx, ok in zip(kept, proba, order, sure):
+    for name, row, idx, ok in zip(names, proba, order, sure):
         top = [(ckpt.classes[i], float(row[i])) for i in idx]
-        out.append(Prediction(str(path), top[0][0] if ok else UNKNOWN, top[0][1], top))
+        out.append(Prediction(name, top[0][0] if ok else UNKNOWN, top[0][1], top))
     return out
 
 
@@ -127,8 +138,7 @@ def display_name(text: str) -> str:
     name itself is left as it is, so the escapes are for reading, not for parsing: the CSV
     file (:func:`write_csv`) holds the exact bytes.
     """
-    text = file_bytes(text).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)    # the one rule for text shown on a terminal
 
 
 def format_table(preds: Sequence[Prediction]) -> str:
@@ -157,16 +167,16 @@ def csv_columns(k: int) -> list[str]:
                                                for what in ("class", "probability")]
 
 
-def check_output(path: Path) -> None:
-    """Refuse an ``--output`` that can never be written, before any work is done.
+def check_output(path: Path, option: str = "--output", example: str = "preds.csv") -> None:
+    """Refuse an output file (``option``) that can never be written, before any work is done.
 
     Raises:
         UserError: ``path`` is an existing folder, or its folder does not exist.
     """
     if path.is_dir():
-        raise UserError(f"{path}: --output is a folder; give a file name such as {path / 'preds.csv'}")
+        raise UserError(f"{path}: {option} is a folder; give a file name such as {path / example}")
     if not path.absolute().parent.is_dir():
-        raise UserError(f"{path}: --output: the folder {path.absolute().parent} does not exist")
+        raise UserError(f"{path}: {option}: the folder {path.absolute().parent} does not exist")
 
 
 def _csv_text(text: str) -> str:
@@ -176,7 +186,10 @@ def _csv_text(text: str) -> str:
 
 
 def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
-    """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`).
+    """Write the predictions to a new CSV file (:func:`csv_columns`) through the one CSV
+    writer, :func:`softmax_cli.csvout.csv_text`: a path or class name beginning with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a ``'`` in front, so that no
+    spreadsheet runs it as a formula (read such a path back without its first ``'``).
 
     The file is UTF-8, except that paths and class names are written as the bytes the file
     system gave (:func:`file_bytes`): a name that is not UTF-8 is kept byte for byte, so the
@@ -197,13 +210,25 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
         UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
     k = max(len(p.top) for p in preds)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(csv_columns(k))
-    for p in preds:
-        writer.writerow([_csv_text(p.path), _csv_text(p.label), p.probability]
-                        + [v for c, q in p.top for v in (_csv_text(c), q)])
-    data = buf.getvalue().encode("utf-8", "surrogateescape")
+    rows = ([_csv_text(p.path), _csv_text(p.label), p.probability] + [v for c, q in p.top for v in (_csv_text(c), q)]
+            for p in preds)
+    data = csv_text(csv_columns(k), rows).encode("utf-8", "surrogateescape")   # spreadsheet-safe cells
+    return write_new_file(path, data, "--output")
+
+
+def write_new_file(path: Path, data: bytes, option: str) -> Path:
+    """Write ``data`` to a new file: ``path``, or when it exists the next free name of
+    ``NAME-2.EXT``, ``NAME-3.EXT``, ..., created exclusively (``open(mode="xb")``); a file that
+    cannot be written whole is removed (see :func:`write_csv`). The one place of the rule that
+    an output file never overwrites another (``predict --output``, ``export -o``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        OSError: the file cannot be created or written (naming it); nothing is left of it.
+        UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist (naming ``option``).
+    """
     for i in range(1, 100_000):
         target = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
         try:
@@ -221,4 +246,4 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
                                          f"was removed", str(target)) from exc
             raise
         return target
-    raise UserError(f"{path}: no free file name for --output")
+    raise UserError(f"{path}: no free file name for {option}")
