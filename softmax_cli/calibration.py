@@ -116,3 +116,30 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
     result = minimize_scalar(lambda log_t: cross_entropy(Z / np.exp(log_t), y), bounds=(lo, hi),
                              method="bounded", options={"xatol": 1e-5})
     return float(np.exp(result.x))
+
+
+def calibration_record(val_logits: np.ndarray, y_val: np.ndarray, test_logits: np.ndarray | None = None,
+                       y_test: np.ndarray | None = None) -> dict:
+    """Fit the temperature on the validation logits (:func:`fit_temperature`) and measure what
+    it does: what a checkpoint stores as ``metadata["calibration"]``.
+
+    Args:
+        val_logits, y_val: (n, K) logits and (n,) int labels of the validation split, n >= 1.
+        test_logits, y_test: the same of the test split, or None.
+
+    Returns:
+        ``{"method": "temperature", "temperature": T, "fitted_on": "val", "val_nll_before",
+        "val_nll_after", "val_ece_before", "val_ece_after"}``, and the same four ``test_*``
+        figures when test logits are given (NLL in nats, ECE in [0, 1]; plain floats).
+    """
+    from .nn import softmax
+
+    T = fit_temperature(val_logits, y_val)
+    record = {"method": "temperature", "temperature": T, "fitted_on": "val"}
+    for part, Z, y in (("val", val_logits, y_val), ("test", test_logits, y_test)):
+        if Z is None or not len(Z):
+            continue
+        for when, t in (("before", 1.0), ("after", T)):
+            record[f"{part}_nll_{when}"] = negative_log_likelihood(Z, y, t)
+            record[f"{part}_ece_{when}"] = expected_calibration_error(softmax(Z, t), y)
+    return record

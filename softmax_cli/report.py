@@ -19,7 +19,7 @@ from .errors import UserError, printable
 
 DPI = 100
 #: the files ``softmax eval --report DIR`` writes into ``DIR``
-REPORT_FILES = ("report.md", "confusion_matrix.png", "errors.png", "per_class.csv")
+REPORT_FILES = ("report.md", "confusion_matrix.png", "errors.png", "reliability.png", "per_class.csv")
 PER_CLASS_COLUMNS = ["class", "precision", "recall", "f1", "support"]
 WEIGHT_UNITS = 64   # units ``softmax inspect --weights`` draws by default (--max-units)
 
@@ -375,23 +375,23 @@ def write_per_class_csv(path: str | Path, per_class: list[dict]) -> None:
     atomic_write(Path(path), lambda f: f.write(data))
 
 
-def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,
-                 proba: np.ndarray, classes: list[str], report: dict, rejects: list[dict], loss: float,
-                 accuracy: float, checkpoint: str, data: str, split: str) -> Path:
+def write_report(directory: str | Path, ev, *, classes: list[str], report: dict, rejects: list[dict],
+                 checkpoint: str, data: str, split: str) -> Path:
     """Write an evaluation report into ``directory``, creating it when missing.
 
     Files (:data:`REPORT_FILES`): ``confusion_matrix.png`` (:func:`plot_confusion_matrix`),
-    ``errors.png`` (:func:`plot_errors`), ``per_class.csv`` (:func:`write_per_class_csv`)
-    and ``report.md``, which states the checkpoint, the data and split, the number of
-    images, accuracy and loss, the coverage and accuracy of the answers above each
-    probability threshold, and links the other three by relative paths.
+    ``errors.png`` (:func:`plot_errors`), ``reliability.png`` (:func:`plot_reliability`: the
+    model's probabilities, and with a calibrated checkpoint the same before its temperature),
+    ``per_class.csv`` (:func:`write_per_class_csv`) and ``report.md``, which states the
+    checkpoint, the data and split, the number of images, accuracy, loss and calibration, the
+    coverage and accuracy of the answers above each probability threshold, and links the
+    other files by relative paths.
 
     Args:
-        images: float (n, h, w) of the evaluated images, ink 0..1.
-        y_true, y_pred: int64 (n,) class indices into ``classes``; proba: (n, K).
+        ev: the :class:`~softmax_cli.metrics.Evaluation` (with ``images``, float (n, h, w) ink
+            0..1, and ``logits``) of ``softmax eval``.
         report: :func:`~softmax_cli.metrics.class_report` of the same predictions.
         rejects: :func:`~softmax_cli.metrics.reject_report` of the same predictions.
-        loss: mean cross-entropy (nats); accuracy: in [0, 1].
         checkpoint, data, split: as the report should name them.
 
     Returns:
@@ -401,6 +401,10 @@ def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarra
         UserError: ``directory`` is a file, already holds report files, or cannot be created.
         OSError: a file cannot be written.
     """
+    from .calibration import reliability_bins
+    from .nn import softmax
+
+    y_true, y_pred, loss, accuracy = ev.y_true, ev.y_pred, ev.loss, ev.accuracy
     directory = check_report_dir(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -409,8 +413,13 @@ def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarra
     what = f"{split} split, {len(y_true)} images"
     plot_confusion_matrix(directory / "confusion_matrix.png", y_true, y_pred, classes,
                           title=f"confusion matrix: {Path(checkpoint).name} on the {what}")
-    n_shown = plot_errors(directory / "errors.png", images, y_true, y_pred, proba, classes,
+    n_shown = plot_errors(directory / "errors.png", ev.images, y_true, y_pred, ev.proba, classes,
                           title=f"{split} split")
+    calibrated = ev.temperature != 1.0
+    before = reliability_bins(softmax(ev.logits) if calibrated else ev.proba, y_true)
+    after = reliability_bins(ev.proba, y_true) if calibrated else None
+    plot_reliability(directory / "reliability.png", before, after,
+                     title=f"reliability: {Path(checkpoint).name} on the {what}")
     write_per_class_csv(directory / "per_class.csv", report["per_class"])
     n_wrong = int(np.count_nonzero(y_true != y_pred))
     macro = report["macro_avg"]
@@ -422,7 +431,9 @@ def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarra
         f"| split | {split} |",
         f"| images | {len(y_true)} |",
         f"| accuracy | {accuracy:.4f} ({len(y_true) - n_wrong} right, {n_wrong} wrong) |",
-        f"| loss | {loss:.4f} (mean cross-entropy, nats) |",
+        f"| loss | {loss:.4f} (mean cross-entropy, the negative log-likelihood, nats) |",
+        f"| ECE | {ev.ece:.4f} (expected calibration error, 15 bins) |",
+        f"| temperature | {ev.temperature:.3f} |" if calibrated else "| temperature | none (uncalibrated) |",
         f"| macro F1 | {macro['f1']:.4f} |", "",
         "## Confusion matrix", "",
         "Rows: true class; columns: predicted class. Left the counts, right each row as fractions "
@@ -433,6 +444,12 @@ def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarra
         "predicted class and the probability it gave that prediction." if n_shown else
         "No image was misclassified.", "",
         "![most confident mistakes](errors.png)", "",
+        "## Calibration", "",
+        "Of the answers given with confidence p, a calibrated model gets a fraction p right: its "
+        "bars reach the diagonal. " + ("Blue: the network's own probabilities; orange: with the "
+                                       f"checkpoint's temperature {ev.temperature:.3f}." if calibrated else
+                                       "This checkpoint has no calibration temperature."), "",
+        "![reliability diagram](reliability.png)", "",
         "## Per class", "",
         "Precision, recall and F1 from scikit-learn; also in [per_class.csv](per_class.csv).", "",
         "| class | precision | recall | F1 | support |", "| --- | ---: | ---: | ---: | ---: |",

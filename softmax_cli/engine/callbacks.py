@@ -188,8 +188,9 @@ class CheckpointWriter(Callback):
             self._save_last(state)
         elif result.outcome in ("finished", "stopped_early", "stopped"):
             best = state.rows[result.best_epoch - 1].to_json()
+            extra = {"calibration": result.calibration} if result.calibration else None
             self.run.save("best.npz", result.model, self.pre, result.best_epoch,
-                          {**best, "test_loss": result.test_loss, "test_acc": result.test_acc})
+                          {**best, "test_loss": result.test_loss, "test_acc": result.test_acc}, extra=extra)
 
     def _save_last(self, state: TrainState) -> None:
         row = state.rows[-1].to_json() if state.rows else {}
