@@ -211,8 +211,10 @@ class CurvesWriter(Callback):
     first drawing.
     """
 
-    def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S):
+    def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S,
+                 train_conditions: tuple[str, ...] = ()):
         self.path, self.monitor, self.every_s = path, monitor, every_s
+        self.train_conditions = train_conditions     # e.g. ("dropout",): see report.plot_curves
         self.drawn_at = time.monotonic()     # the clock starts with training
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
@@ -231,5 +233,5 @@ class CurvesWriter(Callback):
             return
         from ..report import plot_curves
 
-        plot_curves(self.path, rows, best_epoch, self.monitor)
+        plot_curves(self.path, rows, best_epoch, self.monitor, self.train_conditions)
         self.drawn_at = time.monotonic()

@@ -273,7 +273,8 @@ class Trainer:
         if log is not None:
             cbs.append(EpochLog(log, epochs, run))
         if run is not None:
-            cbs.append(CurvesWriter(run.path / "curves.png", self.monitor.metric))
+            cbs.append(CurvesWriter(run.path / "curves.png", self.monitor.metric,
+                                    train_conditions=train_conditions(self.cfg)))
         return cbs
 
     def begin_epoch(self, epoch: int) -> np.ndarray:
@@ -359,6 +360,19 @@ class Trainer:
         if self.state.rows:
             return f" ({run.path / 'last.npz'} holds epoch {self.state.epoch}, the last good one)"
         return f" (no checkpoint was written to {run.path})"
+
+
+def train_conditions(cfg: Config) -> tuple[str, ...]:
+    """What makes the training figures of ``metrics.csv`` unlike the validation figures: the
+    regularisers on only in training (dropout, label smoothing, augmentation), by name."""
+    on = []
+    if any(cfg.model.dropout_rates()):
+        on.append("dropout")
+    if cfg.train.label_smoothing:
+        on.append("label smoothing")
+    if cfg.train.augment is not None:
+        on.append("augmentation")
+    return tuple(on)
 
 
 @contextlib.contextmanager
