@@ -85,7 +85,7 @@ def test_eval_report_writes_pictures_csv_and_a_markdown_summary(digits_run, tmp_
     result = json.loads(proc.stdout)
     assert result["report"] == str(report / "report.md") and "report.md" in proc.stderr
     assert sorted(p.name for p in report.iterdir()) == ["confusion_matrix.png", "errors.png", "per_class.csv",
-                                                        "report.md"]
+                                                        "reliability.png", "report.md"]
     cm = np.array(result["confusion_matrix"])
     n_wrong = int(cm.sum() - np.trace(cm))
     assert n_wrong > 0                                       # the digits model makes a few mistakes
@@ -107,10 +107,11 @@ def test_eval_report_writes_pictures_csv_and_a_markdown_summary(digits_run, tmp_
 
     text = (report / "report.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", text)
-    assert sorted(set(links)) == ["confusion_matrix.png", "errors.png", "per_class.csv"]
+    assert sorted(set(links)) == ["confusion_matrix.png", "errors.png", "per_class.csv", "reliability.png"]
     assert all((report / link).is_file() for link in links)  # relative to the report itself
     for fact in (digits_run["best_checkpoint"], "| split | test |", "| images | 360 |",
-                 f"| accuracy | {result['accuracy']:.4f}", f"| loss | {result['loss']:.4f}"):
+                 f"| accuracy | {result['accuracy']:.4f}", f"| loss | {result['loss']:.4f}",
+                 f"| ECE | {result['ece']:.4f}", f"| temperature | {result['temperature']:.3f} |"):
         assert fact in text, fact
     rows = re.findall(r"^\| ([\d.]+) \| ([\d.]+) \| ([\d.-]+) \| (\d+) \|$", text, re.M)
     assert [(float(t), float(c), int(n)) for t, c, _, n in rows] == [
