@@ -243,7 +243,7 @@ def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
             "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
             "val_loss": None if result.n_val == 0 else result.best["val_loss"],
             "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
-            "test_acc": result.test_acc, "n_test": result.n_test,
+            "test_acc": result.test_acc, "n_test": result.n_test, "calibration": result.calibration,
             "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz"),
             "curves": str(run_dir / "curves.png")}
 
@@ -256,8 +256,13 @@ def _print_summary(summary: dict) -> None:
         best += f"; val_loss {summary['val_loss']:.4f}, val_acc {summary['val_acc']:.4f}"
     typer.echo(f"best epoch      {best}\n"
                f"test accuracy   {summary['test_acc']:.4f} (loss {summary['test_loss']:.4f}, "
-               f"{summary['n_test']} images)\n"
-               f"run directory   {summary['run_dir']}\n"
+               f"{summary['n_test']} images)")
+    cal = summary["calibration"]
+    if cal is not None:
+        part = "test" if "test_ece_before" in cal else "val"
+        typer.echo(f"calibration     temperature {cal['temperature']:.3f} (fitted on the validation split); "
+                   f"{part} ECE {cal[f'{part}_ece_before']:.4f} before, {cal[f'{part}_ece_after']:.4f} after")
+    typer.echo(f"run directory   {summary['run_dir']}\n"
                f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}\n"
                f"curves          {summary['curves']}")
 
@@ -315,23 +320,25 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     report = class_report(ev, ckpt.classes)
     rejects = reject_report(ev, thresholds)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
-              "accuracy": ev.accuracy, **report, "reject_report": rejects}
+              "accuracy": ev.accuracy, "nll": ev.loss, "ece": ev.ece, "temperature": ev.temperature,
+              **report, "reject_report": rejects}
     if report_dir is not None:
         from .report import write_report
 
         described = ckpt.meta.get("data", cfg.data.source) if data is None else f"{data} ({cfg.data.source})"
-        path = write_report(report_dir, images=ev.images, y_true=ev.y_true, y_pred=ev.y_pred, proba=ev.proba,
-                            classes=ckpt.classes, report=report, rejects=rejects, loss=ev.loss,
-                            accuracy=ev.accuracy,
+        path = write_report(report_dir, ev, classes=ckpt.classes, report=report, rejects=rejects,
                             checkpoint=str(checkpoint), data=described, split=split)
         result["report"] = str(path)
-        _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")
+        _err(f"wrote {path} with confusion_matrix.png, errors.png, reliability.png and per_class.csv beside it")
     if as_json:
         typer.echo(_json(result))
         return
     names = [printable(c) for c in ckpt.classes]       # a class name may hold a newline or an escape
+    calibrated = f", temperature {ev.temperature:.3f}" if ev.temperature != 1.0 else ", uncalibrated"
     typer.echo(f"checkpoint  {printable(str(checkpoint))}\nsplit       {split} ({len(y)} images)\n"
-               f"loss        {ev.loss:.4f}\naccuracy    {ev.accuracy:.4f}\n")
+               f"loss        {ev.loss:.4f} (negative log-likelihood, nats{calibrated})\n"
+               f"accuracy    {ev.accuracy:.4f}\n"
+               f"ECE         {ev.ece:.4f} (expected calibration error, 15 bins)\n")
     typer.echo(format_confusion_matrix(report["confusion_matrix"], names))
     from sklearn.metrics import classification_report
 
@@ -403,7 +410,10 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
              weights: Optional[Path] = typer.Option(
                  None, "--weights", show_default=False,
                  help="Also draw the first layer's weights, one image per unit, into this new .png "
-                      "file.")) -> None:
+                      "file."),
+             max_units: int = typer.Option(64, "--max-units", min=1,
+                                           help="With --weights: draw the N units whose incoming weights "
+                                                "have the largest norms.")) -> None:
     """What a checkpoint holds: architecture, parameters, data, preprocessing, config, metrics."""
     from .checkpoint import describe_checkpoint, load_checkpoint
 
@@ -419,9 +429,11 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
     if weights is not None:
         from .report import plot_weights
 
-        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape)
+        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape, max_units)
         info["weights_png"] = str(weights)
-        _err(f"wrote {weights}: the incoming weights of {n} first-layer units as {ckpt.image_shape[0]}x"
+        total = ckpt.model.sizes[1]
+        which = f"{n} first-layer units" if n == total else f"{n} of {total} first-layer units (largest norms)"
+        _err(f"wrote {weights}: the incoming weights of {which} as {ckpt.image_shape[0]}x"
              f"{ckpt.image_shape[1]} images")
     typer.echo(_json(info) if as_json else _format_inspect(info))
 

@@ -147,6 +147,9 @@ class TrainConfig:
     augment: Optional[AugmentConfig] = None
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
     early_stopping: Optional[EarlyStoppingConfig] = None
+    # after training, fit one temperature T on the validation logits (Guo et al. 2017) and
+    # answer softmax(z / T) from then on; null: off. Needs a validation split (else skipped).
+    calibration: Optional[Literal["temperature"]] = "temperature"
 
 
 @dataclass
