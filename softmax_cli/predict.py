@@ -1,13 +1,17 @@
-"""``softmax predict``: image files to classes in one forward pass, and the three outputs
-(an aligned table, JSON lines, a CSV file that never overwrites another).
+"""``softmax predict``: image files to classes in one forward pass, and the outputs (an aligned
+table, one JSON document or JSON lines, a CSV file that never overwrites another, and the model
+inputs as pictures).
 
-Light on purpose: NumPy, Pillow and the standard library only (no scikit-learn, SciPy, numba
-or tqdm), so that predicting starts fast.
+Light on purpose: NumPy, Pillow and the standard library at import (no scikit-learn, numba or
+tqdm); SciPy and scikit-image only once an image is read (:mod:`softmax_cli.data.ink`).
+
+Every input gets one :class:`Prediction`, in the order of the arguments: an answer, or the
+error that kept its file from being read. Every output names the checkpoint used.
 
 File and class names are kept as Python holds what the file system gave: a byte of a name
 that is not UTF-8 (a Linux file name may hold any bytes) is a surrogate escape, U+DC80 plus
 the byte (``os.fsdecode``). The CSV file gets the original bytes back (:func:`write_csv`),
-JSON lines write the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table shows
+JSON writes the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table shows
 ``\\xXX`` (:func:`display_name`), so that no output fails on such a name.
 """
 
@@ -16,92 +20,213 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from .checkpoint import Checkpoint
-from .data.images import image_to_input
+from .data.images import find_files, image_to_input
 from .errors import UserError
 from .metrics import answered
 
 UNKNOWN = "unknown"   # the answer below --reject-threshold
+INPUT_PNG_SIDE = 224  # --save-inputs draws each model input about this many pixels wide
+
+
+@dataclass
+class Input:
+    """One input of ``softmax predict``: a file found for an argument, read or not.
+
+    Attributes:
+        path: the file as found (see :func:`~softmax_cli.data.images.find_files`), or the
+            argument itself when it named no file.
+        row: the model input, float32 (height * width,) in the checkpoint's raw pixel units
+            (0..pixel_max); None when the file could not be used.
+        error: why it could not be used (the :class:`UserError`), else None.
+    """
+
+    path: str
+    row: np.ndarray | None = None
+    error: UserError | None = None
 
 
 @dataclass
 class Prediction:
-    """One image's answer.
+    """One input's answer, or its error.
 
     Attributes:
-        path: the file as found (see :func:`~softmax_cli.data.images.find_files`).
+        path: as :attr:`Input.path`.
+        checkpoint: the checkpoint used, as the user named it (``mnist``, ``runs/x/best.npz``).
         label: the most probable class name, or :data:`UNKNOWN` when its probability is
-            below the reject threshold.
-        probability: the highest class probability, in [0, 1] (also when rejected).
+            below the reject threshold; None for an input that could not be read.
+        probability: the highest class probability, in [0, 1] (also when rejected); None for
+            an input that could not be read.
         top: the ``k`` most probable ``(class name, probability)``, most probable first.
+        error: what was wrong with the input (the message without the path), else None.
     """
 
     path: str
-    label: str
-    probability: float
-    top: list[tuple[str, float]]
+    checkpoint: str
+    label: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
 
     def to_json(self) -> dict:
-        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``.
+        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...],
+        "checkpoint", "error"}``; ``class`` and ``probability`` are null and ``top_k`` empty
+        for an input that could not be read, ``error`` is null for one that could.
 
         The names are as Python holds them: ``json.dumps`` (ASCII by default) writes a
         surrogate escape of a non-UTF-8 byte as ``\\udcXX`` (0xff: ``\\udcff``), which
         ``json.loads`` reads back and ``os.fsencode`` turns into the file name's bytes.
         """
         return {"path": self.path, "class": self.label, "probability": self.probability,
-                "top_k": [{"class": c, "probability": p} for c, p in self.top]}
+                "top_k": [{"class": c, "probability": p} for c, p in self.top],
+                "checkpoint": self.checkpoint, "error": self.error}
 
 
-def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1, threshold: float = 0.0,
-             on_error: Callable[[UserError], None] = lambda exc: None) -> list[Prediction]:
-    """Classify image files with one forward pass over all of them.
+def _without_path(exc: UserError, path: str) -> str:
+    """The message of ``exc`` without the ``path: `` it starts with (the CSV's error column
+    sits beside the path column)."""
+    prefix = f"{UserError(path)}: "
+    text = str(exc)
+    return text[len(prefix):] if text.startswith(prefix) else text
 
-    Each file is mapped to the model's input by
-    :func:`~softmax_cli.data.images.image_to_input` with the checkpoint's image shape, pixel
-    scale and normalisation style (what ``data.source: folder`` training uses too); the rows
-    are stacked into one float array (n, h * w) and go through the network together.
+
+def read_inputs(ckpt: Checkpoint, args: Sequence[str],
+                on_error: Callable[[UserError], None] = lambda exc: None) -> list[Input]:
+    """The model inputs for command-line arguments (files, folders, glob patterns), in order.
+
+    Each argument is expanded by :func:`~softmax_cli.data.images.find_files`; each file is
+    mapped to the model's input by :func:`~softmax_cli.data.images.image_to_input` with the
+    checkpoint's image shape, pixel scale and normalisation style (what ``data.source:
+    folder`` training uses too).
 
     Args:
         ckpt: a loaded checkpoint.
-        files: image files, any format Pillow reads (told by content, not name); a
-            :class:`UserError` among them (see :func:`~softmax_cli.data.images.find_files`)
-            is passed to ``on_error`` in its turn.
-        top_k: how many classes each answer lists (at most the number of classes).
-        threshold: below this highest probability the answer is :data:`UNKNOWN` (0: never).
-        on_error: called with the :class:`UserError` of each file that cannot be used
-            (unreadable, not an image, too large, no ink); that file is skipped.
+        args: the arguments as given.
+        on_error: called in order with the :class:`UserError` of each argument that names no
+            file and of each file that cannot be used (unreadable, not an image, too large,
+            no ink), as it is met.
 
     Returns:
-        One :class:`Prediction` per usable file, in the order of ``files``.
+        One :class:`Input` per file found, and one per argument that gave none.
     """
-    rows, kept = [], []
-    for path in files:
-        if isinstance(path, UserError):
-            on_error(path)
-            continue
-        try:
-            rows.append(image_to_input(path, ckpt.image_shape, ckpt.preprocessor.pixel_max,
-                                       ckpt.meta["image_style"]))
-            kept.append(path)
-        except UserError as exc:
-            on_error(exc)
-    if not rows:
-        return []
-    proba = ckpt.predict_proba(np.stack(rows), batch_size=len(rows))          # one forward pass
-    sure = answered(proba, threshold)
-    k = min(top_k, proba.shape[1])
-    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
+    inputs = []
+    for arg in args:
+        for found in find_files([arg]):
+            path = arg if isinstance(found, UserError) else str(found)
+            try:
+                if isinstance(found, UserError):
+                    raise found
+                inputs.append(Input(path, row=image_to_input(found, ckpt.image_shape, ckpt.preprocessor.pixel_max,
+                                                             ckpt.meta["image_style"])))
+            except UserError as exc:
+                on_error(exc)
+                inputs.append(Input(path, error=exc))
+    return inputs
+
+
+def classify(ckpt: Checkpoint, inputs: Sequence[Input], checkpoint: str, top_k: int = 1,
+             threshold: float = 0.0) -> list[Prediction]:
+    """Classify the inputs with one forward pass over all the readable ones.
+
+    Their rows are stacked into one float array (n, h * w) and go through
+    :meth:`Checkpoint.predict_proba` together.
+
+    Args:
+        ckpt: a loaded checkpoint.
+        inputs: from :func:`read_inputs`.
+        checkpoint: how the outputs name the checkpoint (see :class:`Prediction`).
+        top_k: how many classes each answer lists (at most the number of classes).
+        threshold: below this highest probability the answer is :data:`UNKNOWN` (0: never).
+
+    Returns:
+        One :class:`Prediction` per input, in order; an input that could not be read gets
+        one holding its error.
+    """
+    rows = [x.row for x in inputs if x.row is not None]
+    answers = iter(())
+    if rows:
+        proba = ckpt.predict_proba(np.stack(rows), batch_size=len(rows))          # one forward pass
+        sure = answered(proba, threshold)
+        order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, proba.shape[1])]
+        answers = iter(zip(proba, order, sure))
     out = []
-    for path, row, idx, ok in zip(kept, proba, order, sure):
+    for x in inputs:
+        if x.row is None:
+            out.append(Prediction(x.path, checkpoint, error=_without_path(x.error, x.path)))
+            continue
+        row, idx, ok = next(answers)
         top = [(ckpt.classes[i], float(row[i])) for i in idx]
-        out.append(Prediction(str(path), top[0][0] if ok else UNKNOWN, top[0][1], top))
+        out.append(Prediction(x.path, checkpoint, top[0][0] if ok else UNKNOWN, top[0][1], top))
     return out
+
+
+def input_png_names(inputs: Sequence[Input]) -> list[str | None]:
+    """The file name :func:`save_inputs` gives each input: ``<position>-<file name>.png``
+    (position from 1, zero-padded to the same width; the name's last part without its
+    extension, at most 100 characters), None for an input that could not be read."""
+    width = len(str(len(inputs)))
+    return [None if x.row is None else f"{i:0{width}d}-{Path(x.path).stem[:100]}.png"
+            for i, x in enumerate(inputs, 1)]
+
+
+def check_inputs_folder(folder: Path) -> None:
+    """Refuse a ``--save-inputs`` folder before any work: it must be new (its parent
+    existing) or empty, so that no file is ever overwritten.
+
+    Raises:
+        UserError: ``folder`` is a file or a folder holding anything, or its parent folder
+            does not exist.
+    """
+    if folder.is_dir():
+        if any(folder.iterdir()):
+            raise UserError(f"{folder}: --save-inputs: the folder is not empty; give a new or empty folder")
+    elif folder.exists() or folder.is_symlink():
+        raise UserError(f"{folder}: --save-inputs is not a folder; give a new or empty folder")
+    elif not folder.absolute().parent.is_dir():
+        raise UserError(f"{folder}: --save-inputs: the folder {folder.absolute().parent} does not exist")
+
+
+def save_inputs(folder: Path, inputs: Sequence[Input], shape: tuple[int, int], pixel_max: float) -> int:
+    """Write each readable input's model input as a grayscale PNG in ``folder`` (created if
+    missing; see :func:`check_inputs_folder`), named by :func:`input_png_names`: the row
+    reshaped to ``shape``, 0 black and ``pixel_max`` white (ink is bright, as the model sees
+    it), enlarged by an integer factor to about :data:`INPUT_PNG_SIDE` pixels with
+    nearest-neighbour resampling, so that each input pixel is a visible square. Each file is
+    created exclusively (``open(mode="xb")``): none is ever overwritten.
+
+    Returns:
+        The number of files written.
+
+    Raises:
+        OSError: the folder or a file cannot be created or written (a file of that name
+            appeared meanwhile: ``FileExistsError``).
+    """
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    factor = max(1, INPUT_PNG_SIDE // max(shape))
+    written = 0
+    for x, name in zip(inputs, input_png_names(inputs)):
+        if name is None:
+            continue
+        pixels = np.clip(np.round(x.row.reshape(shape) * (255.0 / pixel_max)), 0, 255).astype(np.uint8)
+        img = Image.fromarray(pixels).resize((shape[1] * factor, shape[0] * factor), Image.Resampling.NEAREST)
+        f = open(folder / name, "xb")                  # never overwrites
+        try:
+            with f:
+                img.save(f, format="PNG")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()                 # no partial file
+            raise
+        written += 1
+    return written
 
 
 def file_bytes(text: str) -> bytes:
@@ -131,14 +256,17 @@ def display_name(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def format_table(preds: Sequence[Prediction]) -> str:
-    """Predictions as an aligned text table: path, class, probability, and with top-k > 1
-    a column of the k most probable classes, ``class (probability)`` each.
+def format_table(preds: Sequence[Prediction], checkpoint: str) -> str:
+    """The answers as an aligned text table under a line naming ``checkpoint``: path, class,
+    probability, and with top-k > 1 a column of the k most probable classes,
+    ``class (probability)`` each. Inputs that could not be read are left out (their errors
+    go to stderr).
 
     Paths and class names are passed through :func:`display_name`, so the table holds no
     surrogate and prints on any UTF-8 stream, also one whose errors are strict.
     """
-    k = max(len(p.top) for p in preds)
+    preds = [p for p in preds if p.error is None]
+    k = max((len(p.top) for p in preds), default=1)
     head = ["path", "class", "probability"] + ([f"top {k}"] if k > 1 else [])
     body = [[display_name(p.path), display_name(p.label), f"{p.probability:.4f}"]
             + (["  ".join(f"{display_name(c)} ({q:.4f})" for c, q in p.top)] if k > 1 else []) for p in preds]
@@ -148,13 +276,25 @@ def format_table(preds: Sequence[Prediction]) -> str:
         text = f"{cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  {cells[2]:>{widths[2]}}"
         return (text + "  " + cells[3]) if len(cells) > 3 else text
 
-    return "\n".join(line(r) for r in [head, *body])
+    return "\n".join([f"checkpoint  {display_name(checkpoint)}"] + [line(r) for r in [head, *body]])
 
 
 def csv_columns(k: int) -> list[str]:
-    """``path, class, probability, top1_class, top1_probability, ..., top{k}_probability``."""
-    return ["path", "class", "probability"] + [f"top{r}_{what}" for r in range(1, k + 1)
-                                               for what in ("class", "probability")]
+    """``path, class, probability, top1_class, top1_probability, ..., top{k}_probability,
+    checkpoint, error``."""
+    return (["path", "class", "probability"] + [f"top{r}_{what}" for r in range(1, k + 1)
+                                                for what in ("class", "probability")] + ["checkpoint", "error"])
+
+
+def csv_row(p: Prediction, k: int) -> list:
+    """One CSV row of :func:`csv_columns`: an input that could not be read has empty class,
+    probability and top-k cells and its message in ``error``; one that could, an empty
+    ``error``."""
+    top = [v for c, q in p.top for v in (_csv_text(c), q)]
+    top += [""] * (2 * k - len(top))
+    return ([_csv_text(p.path), "" if p.label is None else _csv_text(p.label),
+             "" if p.probability is None else p.probability] + top
+            + [_csv_text(p.checkpoint), "" if p.error is None else _csv_text(p.error)])
 
 
 def check_output(path: Path) -> None:
@@ -176,7 +316,8 @@ def _csv_text(text: str) -> str:
 
 
 def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
-    """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`).
+    """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`), one
+    row per input in order, those that could not be read included (:func:`csv_row`).
 
     The file is UTF-8, except that paths and class names are written as the bytes the file
     system gave (:func:`file_bytes`): a name that is not UTF-8 is kept byte for byte, so the
@@ -196,13 +337,12 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
         OSError: the file cannot be created or written (naming it); nothing is left of it.
         UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
-    k = max(len(p.top) for p in preds)
+    k = max((len(p.top) for p in preds), default=0) or 1
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(csv_columns(k))
     for p in preds:
-        writer.writerow([_csv_text(p.path), _csv_text(p.label), p.probability]
-                        + [v for c, q in p.top for v in (_csv_text(c), q)])
+        writer.writerow(csv_row(p, k))
     data = buf.getvalue().encode("utf-8", "surrogateescape")
     for i in range(1, 100_000):
         target = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
