@@ -48,6 +48,7 @@ POLARITY_TAIL = 0.5        # percent of the pixels at each end of the histogram 
 MIN_CONTRAST = 0.05        # least difference of ink and paper, on a 0-1 luminance scale
 SPECK_FRACTION = 0.05      # a component with less ink than this share of the digit's is a speck
 BORDER_WEIGHT = 0.5        # a component touching the frame counts with this share of its ink
+FILLS_FRAME = 0.1          # ...unless what lies inside holds less than this share of its ink
 EDGE_CONTACT = 0.25        # a component touching this share of a frame side is the page's edge
 NEAR = 0.5                 # kept marks lie within this share of the digit's size from its box
 LIGHT_FLOOR = 0.2          # share of the brightest paper below which light is not made up for
@@ -154,7 +155,9 @@ def digit_mask(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """The pixels of ``mask`` (h, w) bool that belong to the digit, as a bool (h, w) array.
 
     Of the connected components (:func:`components`), those lying along a side of the frame
-    (over :data:`EDGE_CONTACT` of its length: the page's edge, a table) are dropped. The
+    (over :data:`EDGE_CONTACT` of its length: the page's edge, a table) are dropped, unless
+    all the others together hold under :data:`FILLS_FRAME` of the largest one's ink: then
+    the digit itself fills the frame (a tight crop) and every component is a candidate. The
     digit is the one with the most ink (sum of ``weight``) of the rest, one touching the
     frame counting :data:`BORDER_WEIGHT` of its ink (a tight crop's digit may touch it, but
     so do the corners of shadows). Other components are kept when they do not touch the
@@ -163,9 +166,11 @@ def digit_mask(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     broken pencil line). All False when nothing is left.
     """
     labels, found = components(mask, weight)
-    candidates = [c for c in found if c.contact < EDGE_CONTACT]
-    if not candidates:
+    if not found:
         return np.zeros_like(mask)
+    candidates = [c for c in found if c.contact < EDGE_CONTACT]
+    if sum(c.ink for c in candidates) < FILLS_FRAME * max(c.ink for c in found):
+        candidates = found            # no digit but along the sides: a digit that fills the frame
     main = max(candidates, key=lambda c: c.ink * (BORDER_WEIGHT if c.contact > 0 else 1.0))
     t, l, b, r = main.box
     reach = NEAR * max(b - t + 1, r - l + 1)
