@@ -24,7 +24,7 @@ method from a well-kept library:
    from gray-level histograms"; ``skimage.filters.threshold_otsu``) on the flattened image.
 5. **Only the digit** (:func:`digit_mask`): connected components of the thresholded ink
    (``scipy.ndimage.label``, 8-connected). The paper's edge (a component lying along a side of
-   the frame), specks (components with under :data:`SPECK_FRACTION` of the digit's ink),
+   the frame with next to none of its ink in the frame's middle), specks (components with under :data:`SPECK_FRACTION` of the digit's ink),
    marks away from the digit and bits cut by the frame (a shadow's corner) are dropped.
 
 The result keeps grey levels: the flattened image with the paper's level at 0 and the typical
@@ -48,8 +48,8 @@ POLARITY_TAIL = 0.5        # percent of the pixels at each end of the histogram 
 MIN_CONTRAST = 0.05        # least difference of ink and paper, on a 0-1 luminance scale
 SPECK_FRACTION = 0.05      # a component with less ink than this share of the digit's is a speck
 BORDER_WEIGHT = 0.5        # a component touching the frame counts with this share of its ink
-FILLS_FRAME = 0.1          # ...unless what lies inside holds less than this share of its ink
-EDGE_CONTACT = 0.25        # a component touching this share of a frame side is the page's edge
+EDGE_CONTACT = 0.25        # a component along this share of a frame side may be the page's edge...
+CENTRE_SHARE = 0.05        # ...when less than this share of its ink lies in the frame's central half
 NEAR = 0.5                 # kept marks lie within this share of the digit's size from its box
 LIGHT_FLOOR = 0.2          # share of the brightest paper below which light is not made up for
 NO_INK = "no ink found: the image is blank or has almost no contrast"
@@ -120,17 +120,28 @@ class Component:
         ink: the sum of the flattened ink over its pixels.
         box: its bounding box ``(top, left, bottom, right)``, inclusive, in pixels.
         contact: the largest share of a frame side's length it lies along (0: inside).
+        centre: the share of its ink in the frame's central half (the middle half of the
+            rows and of the columns).
     """
 
     label: int
     ink: float
     box: tuple[int, int, int, int]
     contact: float
+    centre: float
 
     def gap(self, other: "Component") -> int:
         """Pixels between the two bounding boxes (0 when they overlap or touch)."""
         (t, l, b, r), (ot, ol, ob, orr) = self.box, other.box
         return max(ot - b, t - ob, ol - r, l - orr, 0)
+
+    @property
+    def page_edge(self) -> bool:
+        """Lies along a side of the frame (over :data:`EDGE_CONTACT` of its length) and
+        (almost) all of it near the sides: under :data:`CENTRE_SHARE` of its ink in the
+        frame's central half. The page's edge or the table beyond it; a digit that fills the
+        frame touches the sides too, but has its strokes across the middle."""
+        return self.contact >= EDGE_CONTACT and self.centre < CENTRE_SHARE
 
 
 def components(mask: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, list[Component]]:
@@ -141,36 +152,36 @@ def components(mask: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, list[C
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
     if n == 0:
         return labels, []
-    ink = ndimage.sum_labels(weight, labels, np.arange(1, n + 1))
+    index = np.arange(1, n + 1)
     h, w = mask.shape
+    ink = ndimage.sum_labels(weight, labels, index)
+    middle = np.zeros_like(weight)
+    middle[h // 4:h - h // 4, w // 4:w - w // 4] = weight[h // 4:h - h // 4, w // 4:w - w // 4]
+    centre = ndimage.sum_labels(middle, labels, index) / np.maximum(ink, 1e-12)
     contact = np.zeros(n)
     for line, length in ((labels[0], w), (labels[-1], w), (labels[:, 0], h), (labels[:, -1], h)):
         contact = np.maximum(contact, np.bincount(line, minlength=n + 1)[1:] / length)
     return labels, [Component(i + 1, float(ink[i]), (rows.start, cols.start, rows.stop - 1, cols.stop - 1),
-                              float(contact[i]))
+                              float(contact[i]), float(centre[i]))
                     for i, (rows, cols) in enumerate(ndimage.find_objects(labels))]
 
 
 def digit_mask(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """The pixels of ``mask`` (h, w) bool that belong to the digit, as a bool (h, w) array.
 
-    Of the connected components (:func:`components`), those lying along a side of the frame
-    (over :data:`EDGE_CONTACT` of its length: the page's edge, a table) are dropped, unless
-    all the others together hold under :data:`FILLS_FRAME` of the largest one's ink: then
-    the digit itself fills the frame (a tight crop) and every component is a candidate. The
-    digit is the one with the most ink (sum of ``weight``) of the rest, one touching the
-    frame counting :data:`BORDER_WEIGHT` of its ink (a tight crop's digit may touch it, but
-    so do the corners of shadows). Other components are kept when they do not touch the
-    frame, hold at least :data:`SPECK_FRACTION` of the digit's ink and lie within
-    :data:`NEAR` times the digit's larger side of its box (a digit written in two strokes, a
-    broken pencil line). All False when nothing is left.
+    Of the connected components (:func:`components`), the page's edge is dropped
+    (:attr:`Component.page_edge`). The digit is the one with the most ink (sum of
+    ``weight``) of the rest, one touching the frame counting :data:`BORDER_WEIGHT` of its
+    ink (a tight crop's digit may touch it, but so do the corners of shadows). Other
+    components are kept when they do not touch the frame, hold at least
+    :data:`SPECK_FRACTION` of the digit's ink and lie within :data:`NEAR` times the digit's
+    larger side of its box (a digit written in two strokes, a broken pencil line). All False
+    when nothing is left.
     """
     labels, found = components(mask, weight)
-    if not found:
+    candidates = [c for c in found if not c.page_edge]
+    if not candidates:
         return np.zeros_like(mask)
-    candidates = [c for c in found if c.contact < EDGE_CONTACT]
-    if sum(c.ink for c in candidates) < FILLS_FRAME * max(c.ink for c in found):
-        candidates = found            # no digit but along the sides: a digit that fills the frame
     main = max(candidates, key=lambda c: c.ink * (BORDER_WEIGHT if c.contact > 0 else 1.0))
     t, l, b, r = main.box
     reach = NEAR * max(b - t + 1, r - l + 1)
