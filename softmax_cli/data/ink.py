@@ -46,11 +46,11 @@ WORK_SIDE = 1024           # longer side, in pixels, above which an image is red
 POLARITY_SIDE = 256        # longer side of the image the polarity is decided on
 POLARITY_TAIL = 0.5        # percent of the pixels at each end of the histogram that make a tail
 MIN_CONTRAST = 0.05        # least difference of ink and paper, on a 0-1 luminance scale
-SPECK_FRACTION = 0.05      # a component with less ink than this share of the digit's is a speck
+SPECK_FRACTION = 0.02      # a component with less ink than this share of the digit's is a speck
 BORDER_WEIGHT = 0.5        # a component touching the frame counts with this share of its ink
 EDGE_CONTACT = 0.25        # a component along this share of a frame side may be the page's edge...
 CENTRE_SHARE = 0.05        # ...when less than this share of its ink lies in the frame's central half
-NEAR = 0.5                 # kept marks lie within this share of the digit's size from its box
+NEAR = 0.5                 # kept pieces lie within this share of the kept box's size from it
 LIGHT_FLOOR = 0.2          # share of the brightest paper below which light is not made up for
 NO_INK = "no ink found: the image is blank or has almost no contrast"
 
@@ -82,7 +82,7 @@ def ink_is_dark(gray: np.ndarray) -> bool:
 
     gray = working_size(gray, POLARITY_SIDE)
     sigma = max(1.0, min(gray.shape) / 6)
-    detail = gray - ndimage.gaussian_filter(gray, sigma, mode="nearest")
+    detail = gray - ndimage.gaussian_filter(gray, sigma, mode="nearest", truncate=2.0)
     low, middle, high = np.percentile(detail, [POLARITY_TAIL, 50, 100 - POLARITY_TAIL])
     return bool(middle - low >= high - middle)
 
@@ -130,9 +130,9 @@ class Component:
     contact: float
     centre: float
 
-    def gap(self, other: "Component") -> int:
-        """Pixels between the two bounding boxes (0 when they overlap or touch)."""
-        (t, l, b, r), (ot, ol, ob, orr) = self.box, other.box
+    def gap(self, box: tuple[int, int, int, int]) -> int:
+        """Pixels between its bounding box and ``box`` (0 when they overlap or touch)."""
+        (t, l, b, r), (ot, ol, ob, orr) = self.box, box
         return max(ot - b, t - ob, ol - r, l - orr, 0)
 
     @property
@@ -166,7 +166,7 @@ def components(mask: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, list[C
                     for i, (rows, cols) in enumerate(ndimage.find_objects(labels))]
 
 
-def digit_mask(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def digit_mask(mask: np.ndarray, weight: np.ndarray, min_reach: float = 0.0) -> np.ndarray:
     """The pixels of ``mask`` (h, w) bool that belong to the digit, as a bool (h, w) array.
 
     Of the connected components (:func:`components`), the page's edge is dropped
@@ -174,22 +174,28 @@ def digit_mask(mask: np.ndarray, weight: np.ndarray) -> np.ndarray:
     ``weight``) of the rest, one touching the frame counting :data:`BORDER_WEIGHT` of its
     ink (a tight crop's digit may touch it, but so do the corners of shadows). Other
     components are kept when they do not touch the frame, hold at least
-    :data:`SPECK_FRACTION` of the digit's ink and lie within :data:`NEAR` times the digit's
-    larger side of its box (a digit written in two strokes, a broken pencil line). All False
-    when nothing is left.
+    :data:`SPECK_FRACTION` of the digit's ink and lie within :data:`NEAR` times the larger
+    side of the box of what is kept so far (at least ``min_reach`` pixels), which grows with
+    each piece kept (a digit written in two strokes, a broken pencil line, a faint digit
+    that thresholds into fragments). All False when nothing is left.
     """
     labels, found = components(mask, weight)
     candidates = [c for c in found if not c.page_edge]
     if not candidates:
         return np.zeros_like(mask)
     main = max(candidates, key=lambda c: c.ink * (BORDER_WEIGHT if c.contact > 0 else 1.0))
-    t, l, b, r = main.box
-    reach = NEAR * max(b - t + 1, r - l + 1)
     keep = np.zeros(len(found) + 1, bool)
     keep[main.label] = True
-    for c in candidates:
-        if c.contact == 0 and c.ink >= SPECK_FRACTION * main.ink and c.gap(main) <= reach:
-            keep[c.label] = True
+    box = main.box
+    others = [c for c in candidates if c.contact == 0 and c.ink >= SPECK_FRACTION * main.ink and c is not main]
+    grown = True
+    while grown:                       # a piece near a kept piece is kept: the box grows with it
+        grown = False
+        reach = max(min_reach, NEAR * max(box[2] - box[0] + 1, box[3] - box[1] + 1))
+        for c in others:
+            if not keep[c.label] and c.gap(box) <= reach:
+                keep[c.label] = grown = True
+                box = (min(box[0], c.box[0]), min(box[1], c.box[1]), max(box[2], c.box[2]), max(box[3], c.box[3]))
     return keep[labels]
 
 
@@ -229,9 +235,9 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     largest = max(3, min(gray.shape) // 3)
     flat, kept = _separate(gray, dark, largest)
     if kept.any():
-        size = int(np.clip(round(3 * stroke_width(kept)), 3, largest))
-        if size < largest:
-            flat, kept = _separate(gray, dark, size)
+        width = stroke_width(kept)
+        size = int(np.clip(round(3 * width), 3, largest))
+        flat, kept = _separate(gray, dark, size, min_reach=2 * width)
     if not kept.any():
         raise ValueError(NO_INK)
     paper = float(np.median(flat[~kept])) if not kept.all() else 0.0
@@ -242,15 +248,16 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
     return out * _near(kept, max(1, round(stroke_width(kept) / 3)))
 
 
-def _separate(gray: np.ndarray, dark: bool, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten with a ``size`` square, threshold with Otsu, keep the digit's components:
-    (flattened float32 (h, w), digit bool (h, w))."""
+def _separate(gray: np.ndarray, dark: bool, size: int, min_reach: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten with a ``size`` square, threshold with Otsu, keep the digit's components
+    (:func:`digit_mask`, pieces within ``min_reach`` pixels at least): (flattened float32
+    (h, w), digit bool (h, w))."""
     from skimage.filters import threshold_otsu
 
     flat = flatten(gray, dark, size)
     if float(flat.max()) <= 0.0:
         return flat, np.zeros(flat.shape, bool)
-    return flat, digit_mask(flat > threshold_otsu(flat), flat)
+    return flat, digit_mask(flat > threshold_otsu(flat), flat, min_reach)
 
 
 def _near(mask: np.ndarray, margin: int) -> np.ndarray:
