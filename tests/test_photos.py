@@ -61,6 +61,16 @@ def test_flattening_takes_out_the_light_and_keeps_the_stroke_strength():
     assert left.max() == pytest.approx(8 / 9, abs=0.03) and right.max() == pytest.approx(8 / 9, abs=0.03)
 
 
+def test_no_ink_is_read_where_there_is_no_paper():
+    # a black table beyond the page, noisy: its noise divided by its brightness is no ink
+    gray = _on_paper(_digit(), shape=(120, 130), at=(40, 60))
+    gray[:, :40] = 0.1
+    gray += np.random.default_rng(0).normal(0, 0.015, gray.shape).astype(np.float32)
+    flat = flatten(gray, dark=True, size=15)
+    assert (flat[:, :35] == 0).all()
+    assert flat[40:80, 60:90].max() > 0.8                      # the digit is still there
+
+
 @pytest.mark.parametrize("sides", ["left", "left and top"])
 def test_the_page_edge_and_specks_are_not_ink_but_a_second_stroke_is(sides):
     mask = np.zeros((100, 100), bool)

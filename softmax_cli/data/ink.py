@@ -51,7 +51,7 @@ BORDER_WEIGHT = 0.5        # a component touching the frame counts with this sha
 EDGE_CONTACT = 0.25        # a component along this share of a frame side may be the page's edge...
 CENTRE_SHARE = 0.05        # ...when less than this share of its ink lies in the frame's central half
 NEAR = 0.5                 # kept pieces lie within this share of the kept box's size from it
-LIGHT_FLOOR = 0.2          # share of the brightest paper below which light is not made up for
+LIGHT_FLOOR = 0.2          # paper darker than this share of the brightest is no paper (a table)
 NO_INK = "no ink found: the image is blank or has almost no contrast"
 
 
@@ -96,17 +96,19 @@ def flatten(gray: np.ndarray, dark: bool, size: int) -> np.ndarray:
     rest, lighting changes and steps wider than the square included. Dark ink: the paper's
     brightness ``P`` is the closing of ``gray`` (a dilation then an erosion), and the ink is
     ``(P - gray) / P``, the ink's share of the light the paper reflects there (light
-    multiplies reflectance, so a stroke in a shadow is as strong as one in full light; ``P``
-    is taken as at least :data:`LIGHT_FLOOR` of its maximum, so that a black table or deep
-    shadow does not turn its noise into ink). Light ink on a dark ground: the background is
-    the opening, subtracted (a white top-hat).
+    multiplies reflectance, so a stroke in a shadow is as strong as one in full light).
+    Where ``P`` is below :data:`LIGHT_FLOOR` of its maximum there is no paper to read (a
+    table beyond the page, a black shadow): the ink is 0 there, rather than noise divided by
+    next to nothing. Light ink on a dark ground: the background is the opening, subtracted
+    (a white top-hat).
     """
     from scipy import ndimage
 
     if dark:
         paper = ndimage.grey_closing(gray, size=(size, size), mode="nearest")
-        light = np.maximum(paper, LIGHT_FLOOR * float(paper.max()) + 1e-6)
-        return np.maximum((paper - gray) / light, 0, dtype=np.float32)
+        seen = paper >= LIGHT_FLOOR * float(paper.max())
+        ink = np.divide(paper - gray, paper, out=np.zeros(gray.shape, np.float32), where=seen)
+        return np.maximum(ink, 0, out=ink)
     background = ndimage.grey_opening(gray, size=(size, size), mode="nearest")
     return np.maximum(gray - background, 0, dtype=np.float32)
 
