@@ -236,7 +236,8 @@ def test_predict_writes_csv_and_never_overwrites(digits_run, tmp_path):
         assert list(rows[0]) == ["path", "class", "probability", "top1_class", "top1_probability",
                                  "top2_class", "top2_probability", "checkpoint", "error"]
         assert [r["path"] for r in rows] == [str(f) for f in files]
-        assert {r["checkpoint"] for r in rows} == {digits_run["best_checkpoint"]} and {r["error"] for r in rows} == {""}
+        assert {r["checkpoint"] for r in rows} == {digits_run["best_checkpoint"]}
+        assert {r["error"] for r in rows} == {""}
         for row, obj in zip(rows, as_json, strict=True):
             assert row["class"] == obj["class"] == row["top1_class"]
             assert float(row["probability"]) == pytest.approx(obj["probability"], rel=1e-6)

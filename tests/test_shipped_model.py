@@ -65,7 +65,8 @@ def test_predict_reads_the_sample_digits_right_with_no_training(tmp_path):
     files = sorted(SAMPLES.glob("mnist-*.png"))
     proc = run_softmax("predict", *files, "--jsonl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "using the shipped model mnist (handwritten digits 0-9, trained on MNIST); -c FILE for another\n"
+    assert proc.stderr == ("using the shipped model mnist (handwritten digits 0-9, trained on MNIST); "
+                           "-c FILE for another\n")
     preds = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [p["class"] for p in preds] == [f.stem.split("-")[1] for f in files]
     assert list(tmp_path.iterdir()) == []                      # nothing written, no runs/ made

@@ -18,14 +18,17 @@ method from a well-kept library:
    and subtracted (a top-hat). The filter follows a gradient, a shadow or a page edge wider
    than the square, steps included, and removes every stroke. For dark ink the difference is
    divided by the paper's brightness there, since light multiplies the paper's reflectance:
-   a stroke in a shadow is then as strong as one in full light. The square is first a third
-   of the shorter side, then three stroke widths once the strokes are found (a second pass).
+   a stroke in a shadow is then as strong as one in full light; where the paper is darker
+   than :data:`LIGHT_FLOOR` of the brightest (a table beyond the page) nothing is read. The
+   square is first a third of the shorter side, then three stroke widths once the strokes
+   are found (a second pass).
 4. **Ink separated from paper** by Otsu's threshold (Otsu 1979, "A threshold selection method
    from gray-level histograms"; ``skimage.filters.threshold_otsu``) on the flattened image.
 5. **Only the digit** (:func:`digit_mask`): connected components of the thresholded ink
    (``scipy.ndimage.label``, 8-connected). The paper's edge (a component lying along a side of
-   the frame with next to none of its ink in the frame's middle), specks (components with under :data:`SPECK_FRACTION` of the digit's ink),
-   marks away from the digit and bits cut by the frame (a shadow's corner) are dropped.
+   the frame with next to none of its ink in the frame's middle), specks (components with
+   under :data:`SPECK_FRACTION` of the digit's ink), marks away from the digit and bits cut
+   by the frame (a shadow's corner) are dropped.
 
 The result keeps grey levels: the flattened image with the paper's level at 0 and the typical
 stroke level (the 90th percentile of the kept ink) at 1, clipped, and zero beyond a margin
