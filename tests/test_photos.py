@@ -118,6 +118,14 @@ def test_a_uniform_image_has_no_ink(value):
         ink_map(np.full((40, 40), value, np.float32))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_pixels_that_are_not_numbers_are_refused_in_words(bad):
+    gray = _on_paper(_digit())
+    gray[3, 4] = bad
+    with pytest.raises(ValueError, match=r"^the image holds pixels that are not finite numbers \(NaN or infinity\)$"):
+        ink_map(gray)
+
+
 def test_dim_grey_paper_that_was_refused_is_read(tmp_path):
     # issue 18's first case: a legible photo on dim grey paper, once "no ink found"
     Image.fromarray(np.round(255 * _on_paper(_digit(), paper=0.42, ink_level=0.25)).astype(np.uint8)).save(

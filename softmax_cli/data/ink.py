@@ -56,6 +56,7 @@ CENTRE_SHARE = 0.05        # ...when less than this share of its ink lies in the
 NEAR = 0.5                 # kept pieces lie within this share of the kept box's size from it
 LIGHT_FLOOR = 0.2          # paper darker than this share of the brightest is no paper (a table)
 NO_INK = "no ink found: the image is blank or has almost no contrast"
+NOT_FINITE = "the image holds pixels that are not finite numbers (NaN or infinity)"
 
 
 def working_size(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
@@ -231,9 +232,13 @@ def ink_map(gray: np.ndarray) -> np.ndarray:
 
     Raises:
         ValueError: no ink (:data:`NO_INK`): a uniform image, or ink and paper differing by
-            less than :data:`MIN_CONTRAST`.
+            less than :data:`MIN_CONTRAST`; pixels that are not finite (:data:`NOT_FINITE`, a
+            float TIFF's NaN).
     """
-    gray = working_size(np.asarray(gray, np.float32))
+    gray = np.asarray(gray, np.float32)
+    if not np.isfinite(gray).all():
+        raise ValueError(NOT_FINITE)
+    gray = working_size(gray)
     if float(gray.max() - gray.min()) < MIN_CONTRAST:
         raise ValueError(NO_INK)
     dark = ink_is_dark(gray)
