@@ -272,7 +272,8 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
                                               help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
                                                    "TIFF, WebP, ...), folders (searched recursively) or glob "
                                                    "patterns such as 'scans/**/*.jpg'."),
-            checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", show_default=False,
+            checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", metavar="FILE|NAME",
+                                                     show_default=False,
                                                      help="A checkpoint file, or a shipped model's name (mnist); "
                                                           "default: the shipped MNIST model."),
             top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the k most probable classes."),
