@@ -51,7 +51,7 @@ from softmax_cli.cache import mnist_dir  # noqa: E402  ($SOFTMAX_MNIST_DIR, else
 
 from softmax_cli.config import load_config  # noqa: E402
 from softmax_cli.data.prepare import Preprocessor  # noqa: E402
-from softmax_cli.training import prepare_data  # noqa: E402
+from softmax_cli.experiment import prepare_data  # noqa: E402
 
 SOFTMAX = str(Path(sys.executable).with_name("softmax"))
 

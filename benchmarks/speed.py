@@ -6,7 +6,7 @@
 On MNIST (60,000 images, $SOFTMAX_MNIST_DIR), network 784-256-10 ReLU, batch 128, Adam with
 lr 1e-3, float32, it times one epoch of:
 
-- ours: ``softmax_cli.training.train_epoch``, the loop ``softmax train`` runs;
+- ours: ``softmax_cli.engine.step.train_epoch``, the loop ``softmax train`` runs;
 - the matrix-product limit: the same epoch's matrix products alone (forward, and backward
   without the input gradient of the first layer), ``numpy.matmul`` into preallocated arrays;
 - scikit-learn's ``MLPClassifier`` (``partial_fit``, one epoch per call, float32 input);
@@ -51,7 +51,7 @@ from softmax_cli.data import Preprocessor  # noqa: E402
 from softmax_cli.data.sources import read_idx  # noqa: E402
 from softmax_cli.nn import MLP  # noqa: E402
 from softmax_cli.optim import Adam  # noqa: E402
-from softmax_cli.training import StepSettings, compact_pixels, train_epoch  # noqa: E402
+from softmax_cli.engine.step import StepSettings, compact_pixels, train_epoch  # noqa: E402
 
 SOFTMAX = str(Path(sys.executable).with_name("softmax"))
 

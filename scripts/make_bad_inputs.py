@@ -35,12 +35,16 @@ from softmax_cli.nn import MLP  # noqa: E402
 OUT = ROOT / "tests" / "bad_inputs"
 
 
-def write_case(out: Path, name: str, files: dict, args: list[str], expect: tuple, code: int = 2) -> None:
+def write_case(out: Path, name: str, files: dict, args: list[str], expect: tuple, code: int = 2,
+               setup: dict | None = None) -> None:
+    """``setup``: what ``tests/test_corpus.py`` makes in the case folder before the run, which
+    git cannot hold (``fifos``: names; ``links``: name -> target; ``modes``: name -> mode,
+    then the run is made with permissions applied even for root)."""
     folder = out / name
     folder.mkdir(parents=True)
     for rel, content in files.items():
         tables._write(folder / rel, content)
-    spec = {"args": args, "exit": code, "expect": list(expect)}
+    spec = {"args": args, "exit": code, "expect": list(expect), **({"setup": setup} if setup else {})}
     (folder / "case.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -123,6 +127,254 @@ def image_cases(out: Path, tmp: Path) -> None:
         write_case(out, f"image-{name}", {**files, "model.npz": model.read_bytes()}, predict + args, expect, code=1)
 
 
+# ============================================================================ hardening
+# Issue 19: bounded memory, untrusted checkpoints, path kinds and permissions, strict YAML,
+# tracebacks, accepted-but-wrong metadata. One function per family; all made here.
+MiB = 2**20
+
+
+def _npy_header(shape: tuple, descr: str = "<f4") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _with_member(good: Path, name: str, write) -> bytes:
+    """The bytes of ``good`` with the zip member ``name`` written by ``write(zipfile, name)``."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(buf, "w") as dst:
+        for info in src.infolist():
+            if info.filename != name:
+                dst.writestr(info, src.read(info))
+        write(dst, name)
+    return buf.getvalue()
+
+
+def _zeros_member(shape: tuple):
+    def write(zf, name):
+        import zipfile
+
+        info = zipfile.ZipInfo(name)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as f:
+            f.write(_npy_header(shape))
+            left = int(np.prod(shape)) * 4
+            while left > 0:
+                f.write(bytes(min(left, MiB)))
+                left -= MiB
+    return write
+
+
+def _lying_sizes(good: Path, shape: tuple) -> bytes:
+    """``good`` whose deflated W0 member declares a ``shape`` float32 array in its ``.npy``
+    header and, consistently, in the zip headers, though it holds a few bytes: more than
+    deflate can inflate them to."""
+    import struct
+    import zipfile
+
+    header = _npy_header(shape)
+    declared = len(header) + int(np.prod(shape)) * 4
+    assert declared < 0xFFFFFFFF
+
+    def write(zf, name):
+        info = zipfile.ZipInfo(name)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, header + bytes(64))
+
+    raw = bytearray(_with_member(good, "W0.npy", write))
+    # the uncompressed size in the local header (offset 22) and the central directory (24)
+    for sig, name_len_at, name_at, size_at in ((b"PK\x03\x04", 26, 30, 22), (b"PK\x01\x02", 28, 46, 24)):
+        start = 0
+        while (at := raw.find(sig, start)) >= 0:
+            n = struct.unpack_from("<H", raw, at + name_len_at)[0]
+            if raw[at + name_at:at + name_at + n] == b"W0.npy":
+                struct.pack_into("<I", raw, at + size_at, declared)
+            start = at + 4
+    return bytes(raw)
+
+
+def memory_cases(out: Path, tmp: Path, good: Path) -> None:
+    import zipfile
+
+    huge = (500_000, 512_000)                           # 954 GiB of float32
+    lying = _with_member(good, "W0.npy",    # ZipInfo: dated 1980 as NumPy's members, so the bytes never change
+                         lambda zf, name: zf.writestr(zipfile.ZipInfo(name), _npy_header(huge) + bytes(8000)))
+    metadata_bomb = tmp / "meta.npz"
+    with np.load(good) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    np.savez_compressed(metadata_bomb, **{**arrays, "metadata": np.array(" " * (4 * MiB + 1))})
+    cases = {
+        "declares_954_gib_w0": (lying, ("model.npz", "not a softmax checkpoint", "W0", "954 GiB",
+                                        "the archive member holds 8 KiB")),
+        "deflate_cannot_hold": (_lying_sizes(good, (2**15, 2**14)),
+                                ("model.npz", "not a softmax checkpoint", "W0", "more than deflate can hold")),
+        "inflates_64_mib_w0": (_with_member(good, "W0.npy", _zeros_member((4096, 4096))),
+                               ("model.npz", "W0 shape (4096, 4096)", "do not match", "expected (4, 3)")),
+        "metadata_too_large": (metadata_bomb.read_bytes(), ("model.npz", "metadata of 4194305 characters")),
+    }
+    for name, (content, expect) in cases.items():
+        write_case(out, f"checkpoint-{name}", {"model.npz": content}, ["inspect", "model.npz"], expect)
+    big = "# comment\n" * (MiB // 10 + 1) + "data: {source: digits}\n"
+    write_case(out, "config-larger_than_1_mib", {"cfg.yaml": big},
+               ["train", "cfg.yaml"], ("cfg.yaml", "larger than 1 MiB", "too large for a config file"))
+    write_case(out, "config-repeat_beyond_bound", {"cfg.yaml": tables.BASE},
+               ["train", "cfg.yaml", "--repeat", "99999999999999999999999"], ("--repeat: at most 1000 runs",))
+
+
+def untrusted_cases(out: Path, tmp: Path) -> None:
+    """Checkpoints whose saved config names files: their content never shows (relative
+    paths are resolved where eval runs, the case folder)."""
+    secret = "root:$6$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
+    cases = {
+        "names_a_secret_csv": ({"source": "csv", "train": "shadow"}, {"shadow": secret},
+                               ("shadow: line 2, column 1: expected a number, got <content not shown: the file was "
+                                "named by checkpoint model.npz, which may come from anyone>",)),
+        "names_a_secret_csv_header": ({"source": "csv", "train": "shadow"}, {"shadow": "root:$6$SECRETHASH\n1\n"},
+                                      ("shadow", "no column named 'label'", "(columns: <content not shown",)),
+        "names_a_secret_idx": ({"source": "idx", "root": "mnist"},
+                               {"mnist/train-images-idx3-ubyte": "SECRET", "mnist/train-labels-idx1-ubyte": "x"},
+                               ("train-images-idx3-ubyte", "bad magic number <content not shown",)),
+        "names_the_folder_etc": ({"source": "folder", "root": "/etc"}, {},
+                                 ("model.npz", "/etc (data.root)", "inside the system folder /etc", "--data CONFIG")),
+    }
+    for name, (data, files, expect) in cases.items():
+        model = tmp / f"{name}.npz"
+        tiny_checkpoint(model, config={"data": data})
+        write_case(out, f"checkpoint-{name}", {**files, "model.npz": model.read_bytes()}, ["eval", "model.npz"], expect)
+
+
+def path_kind_cases(out: Path, tmp: Path, good: Path) -> None:
+    """FIFOs, devices and permissions: made at replay time (``setup``), never blocking."""
+    model = {"model.npz": good.read_bytes()}
+    png = tmp / "ok.png"
+    pixels = np.zeros((28, 28), np.uint8)
+    pixels[4:24, 12:16] = 255
+    Image.fromarray(pixels).save(png)
+    fifo = {"fifos": ["model.npz"]}
+    not_regular = ("model.npz", "not a regular file, expected a .npz checkpoint")
+    denied = ("model.npz", "permission denied (cannot read this checkpoint)")
+    for command, args in (("eval", ["eval", "model.npz"]), ("inspect", ["inspect", "model.npz"]),
+                          ("predict", ["predict", "-c", "model.npz", "x.png"]),
+                          ("resume", ["train", "--resume", "model.npz"])):
+        write_case(out, f"checkpoint-fifo_{command}", {}, args, not_regular, setup=fifo)
+        write_case(out, f"checkpoint-mode_000_{command}", model, args, denied, setup={"modes": {"model.npz": 0}})
+    write_case(out, "checkpoint-in_unsearchable_folder", {"models/model.npz": good.read_bytes()},
+               ["eval", "models/model.npz"], ("models/model.npz", "permission denied"), setup={"modes": {"models": 0}})
+    write_case(out, "checkpoint-link_to_dev_zero", {}, ["inspect", "model.npz"], not_regular,
+               setup={"links": {"model.npz": "/dev/zero"}})
+    write_case(out, "checkpoint-data_config_mode_000", {**model, "data.yaml": tables.BASE},
+               ["eval", "model.npz", "--data", "data.yaml"], ("data.yaml", "permission denied"),
+               setup={"modes": {"data.yaml": 0}})
+    predict = ["predict", "-c", "model.npz"]
+    image_not_regular = "not a regular file, expected an image file"
+    for name, args, setup, expect in (
+            ("fifo", ["img.png"], {"fifos": ["img.png"]}, ("img.png", image_not_regular)),
+            ("fifo_matched_by_glob", ["scans/*.png"], {"fifos": ["scans/a.png"]}, ("scans/a.png", image_not_regular)),
+            ("fifo_in_folder", ["scans"], {"fifos": ["scans/a.png"]}, ("scans/a.png", image_not_regular)),
+            ("link_to_dev_zero", ["img.png"], {"links": {"img.png": "/dev/zero"}}, ("img.png", image_not_regular)),
+            ("mode_000", ["img.png"], {"modes": {"img.png": 0}},
+             ("img.png", "permission denied (cannot read this file)")),
+            ("in_unsearchable_folder", ["scans/img.png"], {"modes": {"scans": 0}},
+             ("scans/img.png", "permission denied (a folder on its way cannot be searched)"))):
+        files = {**model, "scans/.keep": b""}
+        if name in ("mode_000", "in_unsearchable_folder"):
+            files[args[0]] = png.read_bytes()
+        write_case(out, f"image-{name}", files, predict + args, expect, code=1, setup=setup)
+    for command in ("train", "gradcheck"):
+        write_case(out, f"config-mode_000_{command}", {"cfg.yaml": tables.BASE}, [command, "cfg.yaml"],
+                   ("cfg.yaml", "permission denied (cannot read this config file)"), setup={"modes": {"cfg.yaml": 0}})
+    write_case(out, "config-in_unsearchable_folder", {"conf/cfg.yaml": tables.BASE}, ["train", "conf/cfg.yaml"],
+               ("conf/cfg.yaml", "permission denied"), setup={"modes": {"conf": 0}})
+    write_case(out, "config-fifo", {}, ["train", "cfg.yaml"], ("cfg.yaml", "not a regular file"),
+               setup={"fifos": ["cfg.yaml"]})
+
+
+STRICT_YAML_CASES = [
+    # id, config text, extra args, fragments
+    ("duplicate_key", "train: {epochs: 1}\nmodel: {hidden: [8]}\ntrain: {epochs: 2}\n", (),
+     ("cfg.yaml: line 3, column 1: duplicate key 'train' (first given at line 1, column 1)",)),
+    ("duplicate_nested_key", "train:\n  epochs: 1\n  batch_size: 8\n  epochs: 2\n", (),
+     ("cfg.yaml: line 4, column 3: duplicate key 'epochs' (first given at line 2, column 3)",)),
+    ("base_60_number", "train: {optimizer: {lr: 1:30}}\n", (),
+     ("cfg.yaml", "train.optimizer.lr", "expected a finite number, got '1:30'")),
+    ("yes_is_no_boolean", "train: {optimizer: {nesterov: yes}}\n", (),
+     ("train.optimizer.nesterov", "expected true or false, got 'yes'")),
+    ("underscore_in_number", "train: {batch_size: 1_000}\n", (),
+     ("train.batch_size", "expected an integer, got '1_000'")),
+    ("integer_of_5000_digits", "train: {epochs: " + "9" * 5000 + "}\n", (),
+     ("cfg.yaml", "line 1, column 17", "cannot read the integer")),
+    ("set_empty_section", tables.BASE, ("--set", "train="),
+     ("--set train=: an empty value is null, and train takes a section, not null",)),
+    ("set_null_number", tables.BASE, ("--set", "train.epochs=null"),
+     ("--set train.epochs=null: an empty value is null, and train.epochs takes an integer, not null",)),
+    ("set_unknown_section_blamed", tables.BASE, ("--set", "trian.epochs=3"),
+     ("--set trian.epochs=3: trian: unknown key (did you mean 'train'?)",)),
+    ("set_val_fraction_blamed", tables.BASE, ("--set", "data.val_fraction=0.9999999"),
+     ("--set data.val_fraction=0.9999999: ", "cannot split the data by data.val_fraction 0.9999999")),
+    ("set_duplicate_key_in_value", tables.BASE, ("--set", "train={epochs: 1, epochs: 2}"),
+     ("--set train={epochs: 1, epochs: 2}", "not valid YAML", "duplicate key 'epochs'")),
+    # tracebacks before: ZeroDivisionError, ValueError in scipy's Gaussian
+    ("elastic_sigma_tiny", "train: {augment: {elastic_alpha: 8, elastic_sigma: 1.0e-300}}\n", (),
+     ("cfg.yaml", "train.augment.elastic_sigma", ">= 0.01 and <= 100", "1e-300")),
+    ("elastic_sigma_huge", "train: {augment: {elastic_alpha: 8, elastic_sigma: 1.0e+300}}\n", (),
+     ("cfg.yaml", "train.augment.elastic_sigma", "<= 100", "1e+300")),
+    ("elastic_alpha_huge", "train: {augment: {elastic_alpha: 1.0e+300}}\n", (),
+     ("cfg.yaml", "train.augment.elastic_alpha", "<= 1000")),
+]
+
+
+def metadata_cases(out: Path, tmp: Path, good: Path) -> None:
+    """Metadata that broke the loader (tracebacks) or was accepted though impossible."""
+    with np.load(good) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta_text = str(arrays["metadata"])
+
+    def with_metadata(text: str) -> bytes:
+        np.savez_compressed(tmp / "m.npz", **{**arrays, "metadata": np.array(text)})
+        return (tmp / "m.npz").read_bytes()
+
+    def changed(**changes) -> bytes:
+        return with_metadata(json.dumps({**json.loads(meta_text), **changes}))
+
+    cases = {
+        "metadata_nested_100000_deep": (with_metadata(meta_text[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                                        ("model.npz", "metadata is nested too deeply to read")),
+        "metadata_nested_100_deep": (with_metadata(meta_text[:-1] + ', "x": ' + "[" * 100 + "]" * 100 + "}"),
+                                     ("model.npz", "metadata is nested more than 64 levels deep")),
+        "metadata_5000_digit_integer": (with_metadata(meta_text[:-1] + ', "epoch": ' + "7" * 5000 + "}"),
+                                        ("model.npz", "metadata holds a number too long to read")),
+        "duplicate_class_names": (changed(classes=["1", "1"]), ("model.npz", "names '1' more than once")),
+        "format_version_negative": (changed(format_version=-1),
+                                    ("model.npz", "format_version -1 is no version of the format")),
+        "format_version_zero": (changed(format_version=0), ("model.npz", "format_version 0 is no version")),
+        "format_version_huge": (changed(format_version=10**30), ("model.npz", "format version 1000000000000000000")),
+        "opt_state_beyond_parameters": (np.savez(tmp / "o.npz", **{**arrays, "opt_m7": np.zeros(3, np.float32)})
+                                        or (tmp / "o.npz").read_bytes(),
+                                        ("model.npz", "opt_m7: optimizer state for parameter 7, the model has 4")),
+        "w0_integer_dtype": (np.savez(tmp / "i.npz", **{**arrays, "W0": arrays["W0"].astype(np.int32)})
+                             or (tmp / "i.npz").read_bytes(),
+                             ("model.npz", "parameters must be arrays of finite floats")),
+    }
+    for name, (content, expect) in cases.items():
+        write_case(out, f"checkpoint-{name}", {"model.npz": content}, ["inspect", "model.npz"], expect)
+
+
+def hardening_cases(out: Path, tmp: Path) -> None:
+    good = tmp / "hardening-good.npz"
+    tiny_checkpoint(good)
+    memory_cases(out, tmp, good)
+    untrusted_cases(out, tmp)
+    path_kind_cases(out, tmp, good)
+    for name, config, args, expect in STRICT_YAML_CASES:
+        write_case(out, f"config-{name}", {"cfg.yaml": config}, ["train", "cfg.yaml", "--quiet", *args], expect)
+    metadata_cases(out, tmp, good)
+
+
 def main(out: Path = OUT) -> None:
     """Write every case into ``out`` (emptied first)."""
     if out.exists():
@@ -145,6 +397,7 @@ def main(out: Path = OUT) -> None:
     try:
         checkpoint_cases(out, tmp)
         image_cases(out, tmp)
+        hardening_cases(out, tmp)
     finally:
         shutil.rmtree(tmp)
     print(f"{sum(1 for _ in out.glob('*/case.yaml'))} cases in {out}")

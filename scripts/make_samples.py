@@ -18,7 +18,7 @@ from PIL import Image
 
 from softmax_cli.config import load_config
 from softmax_cli.data.sources import read_idx
-from softmax_cli.training import prepare_data
+from softmax_cli.experiment import prepare_data
 
 ROOT = Path(__file__).resolve().parent.parent
 

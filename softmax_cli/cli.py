@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -16,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, printable
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and run MLP classifiers for MNIST-style images.")
@@ -25,7 +26,39 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _err(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)      # one line, whatever a name in it holds
+
+
+def _json(obj) -> str:
+    """What ``--json`` prints: strict JSON, a NaN or infinity as null with a note."""
+    from .jsonout import dumps
+
+    return dumps(obj)
+
+
+_SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+_received: list[str] = []
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGINT, SIGTERM, SIGHUP: stop as Ctrl-C does (KeyboardInterrupt), remembering which."""
+    _received.append(signal.Signals(signum).name)
+    raise KeyboardInterrupt
+
+
+def _install_signal_handlers() -> None:
+    """Make SIGTERM and SIGHUP interrupt like SIGINT in every command and phase (loading,
+    evaluating, predicting, ...): exit 130 with one line, not a silent death (143). Training
+    installs its own handlers around its loop (a graceful stop that saves) and restores these."""
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for name in _SIGNALS:
+            signal.signal(getattr(signal, name), _interrupt)
+
+
+def _interrupted_line() -> str:
+    return f"softmax: interrupted ({_received[-1] if _received else 'SIGINT'})"
 
 
 def _handle_errors(func):
@@ -33,6 +66,7 @@ def _handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _install_signal_handlers()
         try:
             return func(*args, **kwargs)
         except UserError as exc:
@@ -48,12 +82,19 @@ def _handle_errors(func):
         except FloatingPointError as exc:
             _err(f"softmax: error: {exc}")
             raise typer.Exit(EXIT_FAILURE) from None
+        except PermissionError as exc:
+            # a file or folder the user may not read or write: their setup, not a failure of ours
+            where = f"{exc.filename}: " if exc.filename else ""
+            detail = str(exc.strerror or exc)
+            extra = "" if detail.lower() == "permission denied" else f" ({detail})"
+            _err(f"softmax: error: {where}permission denied{extra}")
+            raise typer.Exit(EXIT_USAGE) from None
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             _err(f"softmax: error: {where}{exc.strerror or exc}")
             raise typer.Exit(EXIT_FAILURE) from None
         except KeyboardInterrupt:
-            _err("softmax: interrupted")
+            _err(_interrupted_line())
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
@@ -86,18 +127,35 @@ def _threads(threads: Optional[int]):
     return threadpool_limits(limits=threads)
 
 
+MAX_REPEAT = 1000   # train --repeat: runs at most (each makes a run directory)
+
+
+def _read_checkpoint_data(cfg, checkpoint: Path, command: str, read):
+    """``read()`` the data a checkpoint's saved config names: announced on stderr first, system
+    folders refused, file content kept out of messages (:mod:`softmax_cli.untrusted`)."""
+    from .errors import hiding_data
+    from .untrusted import checkpoint_data, hidden_reason
+
+    note = checkpoint_data(cfg, checkpoint, command)
+    if note is not None:
+        _err(note)
+    with hiding_data(hidden_reason(checkpoint)):
+        return read()
+
+
 SET_HELP = "Override a config key, e.g. --set train.epochs=10 (value parsed as YAML; repeatable)."
 
 
 # ------------------------------------------------------------------------------ train
 @app.command()
 @_handle_errors
-def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment config.", show_default=False),
+def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment config.", show_default=False,
+                                          readable=False),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines."),
           as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
           threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
-          resume: Optional[Path] = typer.Option(None, "--resume", show_default=False,
+          resume: Optional[Path] = typer.Option(None, "--resume", show_default=False, readable=False,
                                                 help="Continue an interrupted run from its last.npz "
                                                      "(no CONFIG or --set: the run's own config is used)."),
           repeat: int = typer.Option(1, "--repeat", min=1,
@@ -107,18 +165,20 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
     """Train an MLP from a YAML config; write runs/<name>/ with checkpoints and metrics."""
     import dataclasses
 
-    from .config import config_from_dict, load_config   # light: a bad config is refused at once
+    from .config import blame_override, config_from_dict, load_config   # light: a bad config is refused at once
 
+    if repeat > MAX_REPEAT:
+        raise UserError(f"--repeat: at most {MAX_REPEAT} runs, got {repeat}")
     ckpt = None
     if resume is not None:
         if config is not None or set_ or repeat != 1:
             raise UserError("--resume: continues with the run's own config; give no CONFIG, --set or --repeat")
         from .checkpoint import load_checkpoint
-        from .training import check_resumable
+        from .engine.state import load_state
 
         ckpt = load_checkpoint(resume)
         cfg = config_from_dict(ckpt.meta["config"], origin=f"{resume} (config)")
-        check_resumable(ckpt, cfg)
+        load_state(ckpt, cfg)             # refused before the data is loaded
     elif config is None:
         raise UserError("train: give a CONFIG file (e.g. configs/digits.yaml) or --resume runs/NAME/last.npz")
     else:
@@ -127,10 +187,13 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
         dataclasses.replace(cfg, seed=cfg.seed + i, name=f"{cfg.name}-seed{cfg.seed + i}") for i in range(repeat)]
     summaries = []
     for run_cfg in configs:
-        summary = _train_one(run_cfg, ckpt, quiet, threads)
+        try:
+            summary = _train_one(run_cfg, ckpt, quiet, threads)
+        except UserError as exc:      # e.g. a split that --set data.val_fraction=... makes impossible
+            raise blame_override(exc, set_) from None
         summaries.append(summary)
         if as_json and repeat == 1:
-            typer.echo(json.dumps(summary))
+            typer.echo(_json(summary))
         elif not as_json:
             _print_summary(summary)
     if repeat > 1:
@@ -141,7 +204,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
                  "test_acc_std": float(acc.std(ddof=1)), "test_acc_min": float(acc.min()),
                  "test_acc_max": float(acc.max())}
         if as_json:
-            typer.echo(json.dumps(stats))
+            typer.echo(_json(stats))
         else:
             typer.echo(f"\ntest accuracy over {repeat} seeds ({configs[0].seed}-{configs[-1].seed}): "
                        f"mean {stats['test_acc_mean']:.4f}, standard deviation {stats['test_acc_std']:.4f} "
@@ -151,9 +214,13 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML experiment co
 
 def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
     """Train one config (or resume ``ckpt``) and return the summary that ``--json`` prints."""
-    from .training import TrainingInterrupted, layer_sizes, prepare_data, train as run_training
+    from .engine import TrainingInterrupted, train as run_training
+    from .experiment import layer_sizes, prepare_data
 
-    data = prepare_data(cfg)
+    if ckpt is None:
+        data = prepare_data(cfg)
+    else:       # resumed: the data a checkpoint names (see softmax_cli.untrusted)
+        data = _read_checkpoint_data(cfg, ckpt.path, "train --resume", lambda: prepare_data(cfg))
     ds, splits = data
     if not quiet:
         n_val = 0 if splits.y_val is None else len(splits.y_val)
@@ -199,9 +266,9 @@ def _print_summary(summary: dict) -> None:
 @app.command("eval")
 @_handle_errors
 def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
-                                           show_default=False),
+                                           show_default=False, readable=False),
           split: str = typer.Option("test", "--split", help="test, val or train."),
-          data: Optional[Path] = typer.Option(None, "--data", help="Evaluate on this config's data "
+          data: Optional[Path] = typer.Option(None, "--data", readable=False, help="Evaluate on this config's data "
                                               "instead of the checkpoint's own."),
           as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
           threads: Optional[int] = typer.Option(None, "--threads", min=1, help=THREADS_HELP),
@@ -223,7 +290,6 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     from .config import config_from_dict, load_config
     from .metrics import (REJECT_THRESHOLDS, check_threshold, class_report, format_confusion_matrix,
                           format_reject_report, reject_report)
-    from .training import evaluate_checkpoint
 
     if split not in ("test", "val", "train"):
         raise UserError(f"--split: expected test, val or train, got {split!r}")
@@ -232,11 +298,19 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         from .report import check_report_dir
 
         check_report_dir(report_dir)          # refused before the (longer) evaluation
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint)     # before the heavy imports: a bad file is refused at once
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
+    from .experiment import evaluate_checkpoint
+
+    def run():
+        return evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
+                                   keep_images=report_dir is not None, check=data is None)
+
     with _threads(threads):
-        ev = evaluate_checkpoint(ckpt, cfg, split, origin=str(data or checkpoint),
-                                 keep_images=report_dir is not None)
+        ev = run() if data else _read_checkpoint_data(cfg, checkpoint, "eval", run)
+    if data is None and "splits" not in ckpt.meta:
+        _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax): "
+             f"its {split} split was made again from its config, unchecked")
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     rejects = reject_report(ev, thresholds)
@@ -253,15 +327,16 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         result["report"] = str(path)
         _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")
     if as_json:
-        typer.echo(json.dumps(result))
+        typer.echo(_json(result))
         return
-    typer.echo(f"checkpoint  {checkpoint}\nsplit       {split} ({len(y)} images)\n"
+    names = [printable(c) for c in ckpt.classes]       # a class name may hold a newline or an escape
+    typer.echo(f"checkpoint  {printable(str(checkpoint))}\nsplit       {split} ({len(y)} images)\n"
                f"loss        {ev.loss:.4f}\naccuracy    {ev.accuracy:.4f}\n")
-    typer.echo(format_confusion_matrix(report["confusion_matrix"], ckpt.classes))
+    typer.echo(format_confusion_matrix(report["confusion_matrix"], names))
     from sklearn.metrics import classification_report
 
     typer.echo(classification_report(ev.y_true, ev.y_pred, labels=list(range(len(ckpt.classes))),
-                                     target_names=ckpt.classes, digits=4, zero_division=0))
+                                     target_names=names, digits=4, zero_division=0))
     typer.echo(format_reject_report(rejects))
 
 
@@ -296,7 +371,7 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
     from .checkpoint import load_checkpoint
     from .metrics import check_threshold
     from .models import SHIPPED, resolve_checkpoint
-    from .predict import (UNKNOWN, check_inputs_folder, check_output, classify, format_table, read_inputs,
+    from .predict import (UNKNOWN, answer, check_inputs_folder, check_output, format_table, read_inputs,
                           save_inputs, write_csv)
 
     if as_json and as_jsonl:
@@ -314,17 +389,17 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
         raise UserError(f"{choice.name}: --reject-threshold answers {UNKNOWN!r}, which is also the name of "
                         f"one of this model's classes")
     inputs = read_inputs(ckpt, paths, on_error=lambda exc: _err(f"softmax: error: {exc}"))
-    preds = classify(ckpt, inputs, choice.name, top_k, reject_threshold)
+    preds = answer(ckpt, inputs, top_k, reject_threshold)
     answered = sum(p.error is None for p in preds)
     if as_json:
-        typer.echo(json.dumps([p.to_json() for p in preds]))
+        typer.echo(_json([p.to_record(choice.name) for p in preds]))
     elif as_jsonl:
         for p in preds:
-            typer.echo(json.dumps(p.to_json()))
+            typer.echo(_json(p.to_record(choice.name)))
     elif output is None and answered:
         typer.echo(format_table(preds, choice.name))
     if output is not None and preds:
-        written = write_csv(output, preds)
+        written = write_csv(output, preds, choice.name)
         note = f" ({output} exists and was left as it was)" if written != output else ""
         failed = len(preds) - answered
         rows = f"{answered} prediction{'s' if answered != 1 else ''}" + (
@@ -341,7 +416,7 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
 @app.command("inspect")
 @_handle_errors
 def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
-                                              show_default=False),
+                                              show_default=False, readable=False),
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
              weights: Optional[Path] = typer.Option(
                  None, "--weights", show_default=False,
@@ -366,7 +441,7 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
         info["weights_png"] = str(weights)
         _err(f"wrote {weights}: the incoming weights of {n} first-layer units as {ckpt.image_shape[0]}x"
              f"{ckpt.image_shape[1]} images")
-    typer.echo(json.dumps(info) if as_json else _format_inspect(info))
+    typer.echo(_json(info) if as_json else _format_inspect(info))
 
 
 def _value(v) -> str:
@@ -405,7 +480,7 @@ def _format_inspect(info: dict) -> str:
         n_in, n_out = layer["shape"]
         lines.append((f"  layer {i + 1}", f"W{i} {n_in}x{n_out} + b{i} {n_out} = {layer['parameters']:,}, "
                                           f"then {layer['activation']}"))
-    classes = info["classes"]
+    classes = [printable(c) for c in info["classes"]]
     lines.append(("classes", f"{len(classes)}: " + (" ".join(classes) if len(classes) <= 30 else
                                                     " ".join(classes[:30]) + " ...")))
     h, w = info["image_shape"]
@@ -445,24 +520,29 @@ def _format_inspect(info: dict) -> str:
         lines.append(("training state", f"{state['epochs_done']} of {state['epochs']} epochs done, best epoch "
                                         f"{state['best_epoch']}; {how}"))
     width = max(18, max(len(label) for label, _ in lines) + 2)
-    return "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in lines)
+    # every value printable on its line: names and config strings come from the checkpoint
+    return "\n".join(f"{printable(label):<{width}}{printable(str(value))}".rstrip() for label, value in lines)
 
 
 # -------------------------------------------------------------------------- gradcheck
 @app.command()
 @_handle_errors
-def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False),
+def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.", show_default=False,
+                                            readable=False),
               samples: int = typer.Option(8, "--samples", min=1, help="Training examples in the batch."),
               entries: int = typer.Option(40, "--entries", min=1,
                                           help="Entries checked per parameter array (random subset)."),
               set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False)) -> None:
     """Check backpropagation against central finite differences, in float64."""
-    from .config import load_config
+    from .config import blame_override, load_config
     from .nn.gradcheck import TOLERANCE
-    from .training import run_gradcheck
+    from .experiment import run_gradcheck
 
     cfg = load_config(config, set_)
-    sizes, n, results = run_gradcheck(cfg, samples, entries)
+    try:
+        sizes, n, results = run_gradcheck(cfg, samples, entries)
+    except UserError as exc:
+        raise blame_override(exc, set_) from None
     typer.echo(f"gradcheck: MLP {'-'.join(map(str, sizes))} {cfg.model.activation}, float64, "
                f"{n} samples, central differences (tolerance {TOLERANCE:g})")
     typer.echo(f"{'param':<6} {'shape':<12} {'checked':>7}  rel_error")
@@ -475,6 +555,142 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
         raise typer.Exit(EXIT_FAILURE)
 
 
+# ------------------------------------------------------------------- export and serve
+def _checkpoint_path(given: Path) -> Path:
+    """The checkpoint file that export's and serve's CKPT names. (Once the shipped-models
+    registry ``softmax_cli.models`` lands, a model's name too: ``return models.resolve(given)``.)"""
+    return given
+
+
+def _needs(extra: str, *modules: str) -> None:
+    """Refuse, in one line, a command whose optional extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"this command needs {' and '.join(missing)}: pip install 'softmax-cli[{extra}]'")
+
+
+def _sigterm_interrupts():
+    """A context in which SIGTERM raises KeyboardInterrupt, as Ctrl-C (SIGINT) does: exit 130
+    and one line, and ``finally`` blocks (a partial file removed) run."""
+    import contextlib
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def context():
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return context()
+
+
+@app.command("export")
+@_handle_errors
+def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+                                             show_default=False),
+            format_: str = typer.Option("onnx", "--format", help="The format: onnx."),
+            output: Optional[Path] = typer.Option(
+                None, "--output", "-o", show_default=False,
+                help="The file to write; default: the checkpoint's name with .onnx, beside it. An existing "
+                     "file is never overwritten (NAME-2.onnx, ... instead)."),
+            opset: Optional[int] = typer.Option(None, "--opset", metavar="N", show_default=False,
+                                                help="ONNX opset to target, 13 or newer; default 17."),
+            verify: bool = typer.Option(False, "--verify",
+                                        help="Before writing, run the exported model with onnxruntime on the "
+                                             "checkpoint's whole test split and compare its probabilities "
+                                             "with the checkpoint's (at most 1e-5 apart, the same classes)."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Export a checkpoint as an ONNX model: raw pixels in, logits and probabilities out."""
+    with _sigterm_interrupts():
+        if format_ != "onnx":
+            raise UserError(f"--format: expected onnx, got {format_!r}")
+        _needs("export", "onnx", "onnxruntime")
+        from . import export
+        from .checkpoint import load_checkpoint
+        from .predict import check_output, write_new_file
+
+        path = _checkpoint_path(checkpoint)
+        target = output if output is not None else export.default_output(path)
+        check_output(target, "--output", "model.onnx")
+        ckpt = load_checkpoint(path)
+        opset = export.DEFAULT_OPSET if opset is None else opset
+        data = export.to_onnx(ckpt, opset).SerializeToString()
+        check = None
+        if verify:      # the test split a checkpoint's config names: announced, its content never quoted
+            from .config import config_from_dict
+
+            cfg = config_from_dict(ckpt.meta["config"], origin=f"{path} (config)")
+            rows = _read_checkpoint_data(cfg, path, "export --verify", lambda: export.test_rows(ckpt))
+            check = export.verify(ckpt, data, rows)
+        written = None
+        if check is None or check.ok:
+            written = write_new_file(target, data, "--output")
+            if written != target:
+                _err(f"{target} exists and was left as it was; wrote {written}")
+        result = export.summary(ckpt, written, len(data), opset, check)
+        typer.echo(json.dumps(result) if as_json else export.format_summary(result))
+    if written is None:
+        _err(f"softmax: error: {path}: the exported model does not match the checkpoint (largest difference "
+             f"of probabilities {check.max_abs_diff:.3g}, {check.classes_differ} classes differ); nothing written")
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+@_handle_errors
+def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/mnist/best.npz).",
+                                            show_default=False),
+          host: str = typer.Option("127.0.0.1", "--host",
+                                   help="Address to listen on; 0.0.0.0 opens the server to the network."),
+          port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free one)."),
+          workers: int = typer.Option(1, "--workers", min=1, max=256,
+                                      help="Worker processes, each with its own copy of the model."),
+          max_request_mb: int = typer.Option(10, "--max-request-mb", min=1, max=1024,
+                                             help="Refuse request bodies larger than this many MiB (413)."),
+          log_level: str = typer.Option("warning", "--log-level",
+                                        help="uvicorn's log level: critical, error, warning, info (adds a "
+                                             "line per request) or debug.")) -> None:
+    """Serve a checkpoint over HTTP: POST /predict, GET /model, a page to draw a digit on at /."""
+    with _sigterm_interrupts():
+        _needs("serve", "fastapi", "uvicorn", "multipart")
+        from .checkpoint import load_checkpoint
+        from .serve.server import LOG_LEVELS, run
+
+        if log_level not in LOG_LEVELS:
+            raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        path = _checkpoint_path(checkpoint)
+        ckpt = load_checkpoint(path)
+        sizes = "-".join(map(str, ckpt.model.sizes))
+
+        def announce(url: str) -> None:
+            _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
+                 f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
+                 f"{url}docs; Ctrl-C to stop")
+
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
+                 f"(it has no authentication)")
+        try:
+            run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
+        except KeyboardInterrupt:
+            _err("softmax: interrupted; the server stopped")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except RuntimeError as exc:
+            _err(f"softmax: error: {exc}")
+            raise typer.Exit(EXIT_FAILURE) from None
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
+    _install_signal_handlers()      # as early as can be; each command installs them again
+    try:
+        app()
+    except KeyboardInterrupt:       # a signal while Typer parses, before a command runs
+        _err(_interrupted_line())
+        sys.exit(EXIT_INTERRUPTED)

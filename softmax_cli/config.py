@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import UserError, quote
+from .files import open_regular
 
 _INT64 = 2**63                   # NumPy's integers: config integers must fit in int64
 
@@ -119,8 +121,10 @@ class AugmentConfig:
     shift: float = field(default=0.0, metadata=_bounds(0, None))        # pixels, each axis
     rotate: float = field(default=0.0, metadata=_bounds(0, 180))        # degrees, either way
     scale: float = field(default=0.0, metadata=_bounds(0, 1, hi_open=True))  # zoom in [1-s, 1+s]
-    elastic_alpha: float = field(default=0.0, metadata=_bounds(0, None))  # pixels
-    elastic_sigma: float = field(default=4.0, metadata=_bounds(0, None, lo_open=True))  # pixels
+    # sane maxima (pixels): a Gaussian below 0.01 pixel smooths nothing (and its 1 / sigma^2
+    # overflows), one of 100 pixels is wider than any image, and its kernel grows with sigma
+    elastic_alpha: float = field(default=0.0, metadata=_bounds(0, 1000))  # pixels
+    elastic_sigma: float = field(default=4.0, metadata=_bounds(0.01, 100))  # pixels
 
 
 @dataclass
@@ -179,8 +183,10 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in inner) + null
     if origin is list:
         item = typing.get_args(tp)[0]
+        if dataclasses.is_dataclass(item):
+            return "a list of mappings"
         return "a list of " + {int: "integers", float: "numbers", str: "strings"}[item]
-    if dataclasses.is_dataclass(tp):
+    if dataclasses.is_dataclass(tp) or tp is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
 
@@ -210,6 +216,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{key}: expected a mapping, got {quote(value)}")
         return _build(tp, value, key)
+    if tp is dict:                  # a mapping whose contents its user checks (e.g. a generator state)
+        if not isinstance(value, dict):
+            raise UserError(f"{key}: expected a mapping, got {quote(value)}")
+        return value
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise UserError(f"{key}: expected {_describe(tp)}, got {quote(value)}")
@@ -230,12 +240,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise UserError(f"{key}: expected an integer of at most 19 digits, got {quote(value)}")
         return value
     if tp is float:
-        # PyYAML reads "1e-3" (no dot) as a string: accept any number spelled as one.
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
         try:
             finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
         except OverflowError:          # an integer beyond float's range
@@ -293,14 +297,110 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
         kwargs[key] = _coerce(value, hints[key], full)
         if "range" in fields[key].metadata:
             _check_range(kwargs[key], fields[key].metadata["range"], full)
+    # a field without a default is required (none of the config's own; the engine's saved state)
+    missing = [name for name, f in fields.items() if name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{prefix or cls.__name__}: lacks {', '.join(missing)}; expected the keys "
+                        f"{', '.join(fields)}")
     return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- strict YAML
+MAX_CONFIG_BYTES = 2**20    # a config is a few hundred bytes; PyYAML takes ~150x a file's size in memory
+
+_BOOL, _INT, _FLOAT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# the YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1032-tag-resolution): no yes/no/on/off
+# booleans, no base 60 (1:30), no 1_000, no octal 010 (it is ten); 1e-3 is a float
+_CORE_RESOLVERS = [
+    (_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")),
+    (_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")),
+    (_FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789")),
+]
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice (PyYAML alone keeps the last one silently)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading plain scalars as YAML 1.2's core schema does, and refusing
+    a key given twice in one mapping (:class:`DuplicateKeyError`, both lines named)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first.setdefault(key, key_node)
+                except TypeError:            # an unhashable key: PyYAML's own error follows
+                    continue
+                if earlier is not key_node:
+                    raise DuplicateKeyError(
+                        None, None, f"duplicate key {quote(key)} (first given at line "
+                                    f"{earlier.start_mark.line + 1}, column {earlier.start_mark.column + 1})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        try:
+            return int(text, 0) if text[:2] in ("0o", "0x") else int(text, 10)
+        except ValueError as exc:   # an explicit !!int that is none, or more than 4300 digits
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read the integer: {exc}",
+                                                    node.start_mark) from None
+
+
+StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+for _tag, _rx, _first in _CORE_RESOLVERS:
+    StrictLoader.add_implicit_resolver(_tag, _rx, _first)
+StrictLoader.add_constructor(_INT, StrictLoader.construct_yaml_int)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes a string that YAML 1.1 or 1.2 would read as something else (``yes``, ``1e3``)."""
+
+
+for _tag, _rx, _first in _CORE_RESOLVERS:
+    _Dumper.add_implicit_resolver(_tag, _rx, _first)
+
+
+def load_yaml(text: str):
+    """Parse one YAML document with :class:`StrictLoader`.
+
+    Raises:
+        yaml.YAMLError: a syntax error, a duplicate key (:class:`DuplicateKeyError`).
+        RecursionError: nested too deeply.
+    """
+    return yaml.load(text, Loader=StrictLoader)
+
+
+def dump_yaml(data) -> str:
+    """``data`` as YAML that :func:`load_yaml` (and YAML 1.1 readers) read back unchanged."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """``line L, column C: <problem>`` of a PyYAML error (a duplicate key is no syntax error)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    kind = "" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error: "
+    return f"{where}{kind}{problem}"
 
 
 # --------------------------------------------------------------------------- public API
 def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
     """Parse ``--set key.sub=value`` strings into ``(path, value)`` pairs.
 
-    The value is parsed as YAML, so ``model.hidden=[256,128]`` gives a list.
+    The value is parsed as YAML (:func:`load_yaml`), so ``model.hidden=[256,128]`` gives a
+    list; an empty value is null (refused by :func:`load_config` where the key takes none).
 
     Raises:
         UserError: an item without ``=``, an empty key, or a value that is not valid YAML.
@@ -312,13 +412,64 @@ def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
         if not sep or not all(path):
             raise UserError(f"--set {item}: expected KEY.SUB=VALUE, e.g. train.epochs=10")
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = load_yaml(text) if text.strip() else None
         except RecursionError:
             raise UserError(f"--set {key}=...: the value is nested too deeply to read") from None
         except yaml.YAMLError as exc:
-            raise UserError(f"--set {item}: the value is not valid YAML ({exc.__class__.__name__})") from None
+            raise UserError(f"--set {item}: the value is not valid YAML ({_yaml_problem(exc)})") from None
         out.append((path, value))
     return out
+
+
+def _field_type(path: list[str]) -> Any:
+    """The annotation of the config key ``path`` (``["train", "epochs"]``), None if there is none."""
+    tp: Any = Config
+    for part in path:
+        inner = [a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)]
+        if not inner:
+            return None
+        hints = typing.get_type_hints(inner[0])
+        if part not in hints:
+            return None
+        tp = hints[part]
+    return tp
+
+
+def _accepts_null(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
+def _check_null_overrides(parsed: list[tuple[list[str], Any]], items: list[str]) -> None:
+    """Refuse ``--set KEY=`` (or ``=null``) for a key that takes no null: PyYAML reads it as
+    null, which for a section (``--set train=``) would silently reset it to its defaults."""
+    for (path, value), item in zip(parsed, items):
+        tp = _field_type(path)
+        if value is None and tp is not None and not _accepts_null(tp):
+            what = "a section" if dataclasses.is_dataclass(tp) else _describe(tp)
+            raise UserError(f"--set {quote(item)[1:-1]}: an empty value is null, and {'.'.join(path)} takes "
+                            f"{what}, not null; give a value (e.g. --set train.epochs=10)")
+
+
+def blame_override(exc: UserError, items: list[str] | None) -> UserError:
+    """``exc`` blamed on the ``--set`` item that set its key, when one did.
+
+    The key is ``exc.key`` when the error has one (e.g. a split that ``data.val_fraction``
+    makes impossible), else the ``key:`` the message begins with (after ``origin: ``).
+    The key and the item's key match when one is a prefix of the other (``--set
+    trian.epochs=3`` and ``trian: unknown key``; ``--set train={...}`` and
+    ``train.optimizer.momentum``); the last such item is blamed.
+    """
+    if not items:
+        return exc
+    message = str(exc)
+    key = getattr(exc, "key", None) or message.split(": ", 1)[0]
+    parts = re.sub(r"\[\d+\]", "", key).split(".")
+    for item in reversed(items):
+        path = item.partition("=")[0].strip().split(".")
+        n = min(len(path), len(parts))
+        if path[:n] == parts[:n]:
+            return UserError(f"--set {quote(item)[1:-1]}: {message}")
+    return exc
 
 
 def apply_overrides(raw: dict, overrides: list[tuple[list[str], Any]]) -> dict:
@@ -418,45 +569,50 @@ def _check_consistency(cfg: Config) -> None:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file, apply ``--set`` overrides and validate it.
 
+    The file is read as YAML 1.2 (:class:`StrictLoader`: duplicate keys refused, ``1:30``
+    and ``yes`` are strings); a file larger than :data:`MAX_CONFIG_BYTES` is refused before
+    it is parsed (PyYAML needs ~150 times a file's size in memory).
+
     Raises:
-        UserError: the file is missing or unreadable, is not valid YAML (message gives line
-            and column), or fails validation (see :func:`config_from_dict`); a bad value that
-            came from ``--set`` is named by that item (``--set train.epochs=1.5: ...``).
+        UserError: the file is missing, unreadable (permission denied), not a regular file,
+            too large, is not valid YAML (message gives line and column), names a key twice
+            (both lines), or fails validation (see :func:`config_from_dict`); a bad value
+            that came from ``--set`` is named by that item (``--set train.epochs=1.5: ...``),
+            and so is ``--set KEY=`` for a key that takes no null.
     """
     path = Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():   # /dev/zero, a pipe
-        raise UserError(f"{path}: not a regular file, expected a YAML config file")
+    with open_regular(path, "config file", "a YAML config file") as f:
+        try:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, too large for a config file "
+                        f"(a config is a few hundred bytes)")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a YAML config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise UserError(f"{path}: cannot read config file ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except RecursionError:
         raise UserError(f"{path}: YAML nested too deeply to read") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{path}: {where}YAML syntax error: {problem}") from None
+        raise UserError(f"{path}: {_yaml_problem(exc)}") from None
     parsed = []
     if overrides:
         if raw is None:
             raw = {}
         if isinstance(raw, dict):
             parsed = parse_overrides(overrides)
+            _check_null_overrides(parsed, overrides)
             raw = apply_overrides(raw, parsed)
     try:
         return config_from_dict(raw, origin=str(path), default_name=path.stem)
     except UserError as exc:
         # a value that came from --set is blamed on the --set item, not on the file
-        message = str(exc).removeprefix(f"{path}: ")
-        for (keys, _), item in zip(parsed, overrides or []):
-            dotted = ".".join(keys)
-            if message.startswith((f"{dotted}: ", f"{dotted}[", f"{dotted}.")):
-                raise UserError(f"--set {quote(item)[1:-1]}: {message}") from None
+        inner = UserError(str(exc).removeprefix(f"{path}: "))
+        blamed = blame_override(inner, overrides if parsed else None)
+        if blamed is not inner:
+            raise blamed from None
         raise

@@ -27,7 +27,7 @@ class Evaluation:
         y_true, y_pred: int64 (n,) labels and predictions.
         proba: (n, K) class probabilities, the model's dtype.
         images: float32 (n, h, w) of the evaluated images, ink from 0 to 1, when the caller
-            asked to keep them (:func:`~softmax_cli.training.evaluate_checkpoint`), else None.
+            asked to keep them (:func:`~softmax_cli.experiment.evaluate_checkpoint`), else None.
     """
 
     loss: float

@@ -25,6 +25,10 @@ from numba import njit  # noqa: E402
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _sgd_kernel(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma: no cover (compiled)
+    """SGD of ``docs/math.md``, in place, entry by entry, with learning rate ``η`` = ``lr``,
+    momentum ``μ`` and L2 weight decay ``λ`` = ``weight_decay``: ``g ← g + λ W``; with
+    ``μ > 0``, ``v ← μ v + g`` and ``W ← W - η v`` (Nesterov: ``W ← W - η (g + μ v)``);
+    with ``μ = 0``, ``W ← W - η g``. ``p`` is ``W`` (or ``b``), flat."""
     for i in range(p.size):
         gi = g[i] + weight_decay * p[i]
         if momentum != 0:
@@ -36,6 +40,14 @@ def _sgd_kernel(p, g, velocity, lr, momentum, nesterov, weight_decay):  # pragma
 @njit(cache=True, nogil=True, error_model="numpy")
 def _adam_kernel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
                  lr_m_hat, v_hat_scale, eps, weight_decay, shrink, tiny, g_floor):  # pragma: no cover (compiled)
+    """Adam of ``docs/math.md`` (Algorithm 1 of Kingma & Ba 2015), in place, entry by entry,
+    at step ``t``: ``g ← g + λ W`` (L2 decay ``λ`` = ``weight_decay``),
+    ``m ← β1 m + (1 - β1) g``, ``v ← β2 v + (1 - β2) g²``,
+    ``W ← shrink W - η m̂ / (√v̂ + eps)`` with ``m̂ = m / (1 - β1ᵗ)`` (``lr_m_hat`` is
+    ``η / (1 - β1ᵗ)``) and ``v̂ = v / (1 - β2ᵗ)`` (``v_hat_scale`` is ``1 / (1 - β2ᵗ)``). Adam
+    passes ``shrink = 1``; AdamW (Loshchilov & Hutter 2019) passes ``λ = 0`` here and
+    ``shrink = 1 - η λ``. ``p`` is ``W`` (or ``b``), flat. Subnormal values are flushed to 0
+    as the comments below say."""
     # weight_decay: L2 (into the gradient); shrink: AdamW's decoupled factor 1 - lr * decay.
     # Subnormal numbers (below tiny) make arithmetic 10-100 x slower on x86, and backprop
     # gives a few percent of gradients that are subnormal, or so small (below g_floor) that

@@ -6,7 +6,8 @@ Light on purpose: NumPy, Pillow and the standard library at import (no scikit-le
 tqdm); SciPy and scikit-image only once an image is read (:mod:`softmax_cli.data.ink`).
 
 Every input gets one :class:`Prediction`, in the order of the arguments: an answer, or the
-error that kept its file from being read. Every output names the checkpoint used.
+error that kept its file from being read (:func:`answer`). Every output of the command names
+the checkpoint used. ``softmax serve`` answers through :func:`classify` and :func:`rank`.
 
 File and class names are kept as Python holds what the file system gave: a byte of a name
 that is not UTF-8 (a Linux file name may hold any bytes) is a surrogate escape, U+DC80 plus
@@ -18,17 +19,16 @@ JSON writes the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .csvout import csv_text
 from .data.images import find_files, image_to_input
-from .errors import UserError
+from .errors import UserError, printable
 from .metrics import answered
 
 UNKNOWN = "unknown"   # the answer below --reject-threshold
@@ -57,8 +57,8 @@ class Prediction:
     """One input's answer, or its error.
 
     Attributes:
-        path: as :attr:`Input.path`.
-        checkpoint: the checkpoint used, as the user named it (``mnist``, ``runs/x/best.npz``).
+        path: the file as found (see :func:`~softmax_cli.data.images.find_files`), or what
+            names the input (an argument that named no file, a server's upload).
         label: the most probable class name, or :data:`UNKNOWN` when its probability is
             below the reject threshold; None for an input that could not be read.
         probability: the highest class probability, in [0, 1] (also when rejected); None for
@@ -68,24 +68,27 @@ class Prediction:
     """
 
     path: str
-    checkpoint: str
     label: str | None = None
     probability: float | None = None
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
 
     def to_json(self) -> dict:
-        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...],
-        "checkpoint", "error"}``; ``class`` and ``probability`` are null and ``top_k`` empty
-        for an input that could not be read, ``error`` is null for one that could.
+        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``;
+        ``class`` and ``probability`` are null and ``top_k`` empty for an input that could
+        not be read.
 
         The names are as Python holds them: ``json.dumps`` (ASCII by default) writes a
         surrogate escape of a non-UTF-8 byte as ``\\udcXX`` (0xff: ``\\udcff``), which
         ``json.loads`` reads back and ``os.fsencode`` turns into the file name's bytes.
         """
         return {"path": self.path, "class": self.label, "probability": self.probability,
-                "top_k": [{"class": c, "probability": p} for c, p in self.top],
-                "checkpoint": self.checkpoint, "error": self.error}
+                "top_k": [{"class": c, "probability": p} for c, p in self.top]}
+
+    def to_record(self, checkpoint: str) -> dict:
+        """What ``softmax predict --json`` and ``--jsonl`` print for it: :meth:`to_json` with
+        ``"checkpoint"`` (as the user named it) and ``"error"`` (null when it was answered)."""
+        return {**self.to_json(), "checkpoint": checkpoint, "error": self.error}
 
 
 def _without_path(exc: UserError, path: str) -> str:
@@ -96,73 +99,109 @@ def _without_path(exc: UserError, path: str) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def read_inputs(ckpt: Checkpoint, args: Sequence[str],
-                on_error: Callable[[UserError], None] = lambda exc: None) -> list[Input]:
-    """The model inputs for command-line arguments (files, folders, glob patterns), in order.
+def load_inputs(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError],
+                on_error: Callable[[UserError], None] = lambda exc: None,
+                names: Sequence[str] | None = None) -> list[Input]:
+    """The model input of each file, in order.
 
-    Each argument is expanded by :func:`~softmax_cli.data.images.find_files`; each file is
-    mapped to the model's input by :func:`~softmax_cli.data.images.image_to_input` with the
-    checkpoint's image shape, pixel scale and normalisation style (what ``data.source:
-    folder`` training uses too).
+    Each file is mapped to the model's input by
+    :func:`~softmax_cli.data.images.image_to_input` with the checkpoint's image shape, pixel
+    scale and normalisation style (what ``data.source: folder`` training uses too).
 
     Args:
         ckpt: a loaded checkpoint.
-        args: the arguments as given.
-        on_error: called in order with the :class:`UserError` of each argument that names no
-            file and of each file that cannot be used (unreadable, not an image, too large,
-            no ink), as it is met.
+        files: image files or binary file objects (a server's uploads), any format Pillow
+            reads (told by content, not name); a :class:`UserError` among them (see
+            :func:`~softmax_cli.data.images.find_files`) stands for an input that named no file.
+        on_error: called in order with the :class:`UserError` of each input that cannot be
+            used (no file, unreadable, not an image, too large, no ink), as it is met.
+        names: what names each input (:attr:`Input.path`); default ``str()`` of the file.
 
     Returns:
-        One :class:`Input` per file found, and one per argument that gave none.
+        One :class:`Input` per file.
     """
     inputs = []
-    for arg in args:
-        for found in find_files([arg]):
-            path = arg if isinstance(found, UserError) else str(found)
-            try:
-                if isinstance(found, UserError):
-                    raise found
-                inputs.append(Input(path, row=image_to_input(found, ckpt.image_shape, ckpt.preprocessor.pixel_max,
-                                                             ckpt.meta["image_style"])))
-            except UserError as exc:
-                on_error(exc)
-                inputs.append(Input(path, error=exc))
+    for i, found in enumerate(files):
+        path = names[i] if names is not None else str(found)
+        try:
+            if isinstance(found, UserError):
+                raise found
+            inputs.append(Input(path, row=image_to_input(found, ckpt.image_shape, ckpt.preprocessor.pixel_max,
+                                                         ckpt.meta["image_style"])))
+        except UserError as exc:
+            on_error(exc)
+            inputs.append(Input(path, error=exc))
     return inputs
 
 
-def classify(ckpt: Checkpoint, inputs: Sequence[Input], checkpoint: str, top_k: int = 1,
-             threshold: float = 0.0) -> list[Prediction]:
-    """Classify the inputs with one forward pass over all the readable ones.
+def read_inputs(ckpt: Checkpoint, args: Sequence[str],
+                on_error: Callable[[UserError], None] = lambda exc: None) -> list[Input]:
+    """The model inputs for command-line arguments (files, folders, glob patterns), in order:
+    each argument expanded by :func:`~softmax_cli.data.images.find_files`, each file read by
+    :func:`load_inputs` (``on_error`` as there).
 
-    Their rows are stacked into one float array (n, h * w) and go through
-    :meth:`Checkpoint.predict_proba` together.
+    Returns:
+        One :class:`Input` per file found, and one per argument that gave none (named by it).
+    """
+    inputs = []
+    for arg in args:
+        found = find_files([arg])
+        names = [arg if isinstance(f, UserError) else str(f) for f in found]
+        inputs += load_inputs(ckpt, found, on_error, names)
+    return inputs
 
-    Args:
-        ckpt: a loaded checkpoint.
-        inputs: from :func:`read_inputs`.
-        checkpoint: how the outputs name the checkpoint (see :class:`Prediction`).
-        top_k: how many classes each answer lists (at most the number of classes).
-        threshold: below this highest probability the answer is :data:`UNKNOWN` (0: never).
+
+def answer(ckpt: Checkpoint, inputs: Sequence[Input], top_k: int = 1, threshold: float = 0.0) -> list[Prediction]:
+    """Answer every input: the readable ones with one forward pass over all of them
+    (:func:`rank`), the others with their error.
 
     Returns:
         One :class:`Prediction` per input, in order; an input that could not be read gets
-        one holding its error.
+        one holding its error (the message without its path).
     """
-    rows = [x.row for x in inputs if x.row is not None]
-    answers = iter(())
-    if rows:
-        proba = ckpt.predict_proba(np.stack(rows), batch_size=len(rows))          # one forward pass
-        sure = answered(proba, threshold)
-        order = np.argsort(-proba, axis=1, kind="stable")[:, :min(top_k, proba.shape[1])]
-        answers = iter(zip(proba, order, sure))
+    readable = [x for x in inputs if x.row is not None]
+    ranked = iter(rank(ckpt, [x.path for x in readable], np.stack([x.row for x in readable]), top_k, threshold)
+                  if readable else [])
+    return [next(ranked) if x.row is not None else Prediction(x.path, error=_without_path(x.error, x.path))
+            for x in inputs]
+
+
+def classify(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError], top_k: int = 1, threshold: float = 0.0,
+             on_error: Callable[[UserError], None] = lambda exc: None) -> list[Prediction]:
+    """Classify image files with one forward pass over all of them (:func:`load_inputs`,
+    :func:`answer`).
+
+    Args:
+        ckpt: a loaded checkpoint.
+        files: as :func:`load_inputs`.
+        top_k: how many classes each answer lists (at most the number of classes).
+        threshold: below this highest probability the answer is :data:`UNKNOWN` (0: never).
+        on_error: called with the :class:`UserError` of each file that cannot be used
+            (unreadable, not an image, too large, no ink); that file is skipped.
+
+    Returns:
+        One :class:`Prediction` per usable file, in the order of ``files``.
+    """
+    return [p for p in answer(ckpt, load_inputs(ckpt, files, on_error), top_k, threshold) if p.error is None]
+
+
+def rank(ckpt: Checkpoint, names: Sequence[str], X: np.ndarray, top_k: int = 1,
+         threshold: float = 0.0) -> list[Prediction]:
+    """Answer raw input rows ``X`` (n, d) in 0..pixel_max with one forward pass
+    (:meth:`Checkpoint.predict_proba`): the ``top_k`` classes of each, most probable first,
+    :data:`UNKNOWN` below ``threshold``; ``names[i]`` names row ``i`` (``Prediction.path``).
+
+    Raises:
+        ValueError: ``X`` is not (n, d) with the model's number of features.
+    """
+    proba = ckpt.predict_proba(X, batch_size=max(1, len(X)))          # one forward pass
+    sure = answered(proba, threshold)
+    k = min(top_k, proba.shape[1])
+    order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
     out = []
-    for x in inputs:
-        if x.row is None:
-            out.append(Prediction(x.path, checkpoint, error=_without_path(x.error, x.path)))
-            continue
-        row, idx, ok = next(answers)
+    for name, row, idx, ok in zip(names, proba, order, sure):
         top = [(ckpt.classes[i], float(row[i])) for i in idx]
-        out.append(Prediction(x.path, checkpoint, top[0][0] if ok else UNKNOWN, top[0][1], top))
+        out.append(Prediction(name, top[0][0] if ok else UNKNOWN, top[0][1], top))
     return out
 
 
@@ -252,8 +291,7 @@ def display_name(text: str) -> str:
     name itself is left as it is, so the escapes are for reading, not for parsing: the CSV
     file (:func:`write_csv`) holds the exact bytes.
     """
-    text = file_bytes(text).decode("utf-8", "backslashreplace")
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return printable(text)    # the one rule for text shown on a terminal
 
 
 def format_table(preds: Sequence[Prediction], checkpoint: str) -> str:
@@ -286,27 +324,26 @@ def csv_columns(k: int) -> list[str]:
                                                 for what in ("class", "probability")] + ["checkpoint", "error"])
 
 
-def csv_row(p: Prediction, k: int) -> list:
+def csv_row(p: Prediction, k: int, checkpoint: str) -> list:
     """One CSV row of :func:`csv_columns`: an input that could not be read has empty class,
     probability and top-k cells and its message in ``error``; one that could, an empty
     ``error``."""
     top = [v for c, q in p.top for v in (_csv_text(c), q)]
-    top += [""] * (2 * k - len(top))
-    return ([_csv_text(p.path), "" if p.label is None else _csv_text(p.label),
-             "" if p.probability is None else p.probability] + top
-            + [_csv_text(p.checkpoint), "" if p.error is None else _csv_text(p.error)])
+    top += [None] * (2 * k - len(top))
+    return ([_csv_text(p.path), None if p.label is None else _csv_text(p.label), p.probability] + top
+            + [_csv_text(checkpoint), None if p.error is None else _csv_text(p.error)])
 
 
-def check_output(path: Path) -> None:
-    """Refuse an ``--output`` that can never be written, before any work is done.
+def check_output(path: Path, option: str = "--output", example: str = "preds.csv") -> None:
+    """Refuse an output file (``option``) that can never be written, before any work is done.
 
     Raises:
         UserError: ``path`` is an existing folder, or its folder does not exist.
     """
     if path.is_dir():
-        raise UserError(f"{path}: --output is a folder; give a file name such as {path / 'preds.csv'}")
+        raise UserError(f"{path}: {option} is a folder; give a file name such as {path / example}")
     if not path.absolute().parent.is_dir():
-        raise UserError(f"{path}: --output: the folder {path.absolute().parent} does not exist")
+        raise UserError(f"{path}: {option}: the folder {path.absolute().parent} does not exist")
 
 
 def _csv_text(text: str) -> str:
@@ -315,20 +352,21 @@ def _csv_text(text: str) -> str:
     return file_bytes(text).decode("utf-8", "surrogateescape")
 
 
-def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
-    """Write the predictions to a new CSV file (the ``csv`` module; :func:`csv_columns`), one
-    row per input in order, those that could not be read included (:func:`csv_row`).
+def write_csv(path: Path, preds: Sequence[Prediction], checkpoint: str) -> Path:
+    """Write the predictions to a new CSV file (:func:`csv_columns`), one row per input in
+    order, those that could not be read included (:func:`csv_row`), through the one CSV
+    writer, :func:`softmax_cli.csvout.csv_text`: a path or class name beginning with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a ``'`` in front, so that no
+    spreadsheet runs it as a formula (read such a path back without its first ``'``).
 
     The file is UTF-8, except that paths and class names are written as the bytes the file
     system gave (:func:`file_bytes`): a name that is not UTF-8 is kept byte for byte, so the
     path column names the very file (read it back with ``encoding="utf-8",
     errors="surrogateescape"`` and ``os.fsencode``).
 
-    An existing file is never overwritten: when ``path`` exists the next free name of
-    ``NAME-2.csv``, ``NAME-3.csv``, ... is used, and created exclusively (``open(mode="xb")``),
-    so a file that appears meanwhile is not overwritten either. The whole content is made
-    before the file is created, and a file that cannot be written whole (disk full, an
-    interrupt) is removed, so a failure leaves no partial file and keeps the name free.
+    An existing file is never overwritten (:func:`write_new_file`): when ``path`` exists the
+    next free name of ``NAME-2.csv``, ``NAME-3.csv``, ... is used. A failure leaves no
+    partial file and keeps the name free.
 
     Returns:
         The path written.
@@ -338,12 +376,24 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
         UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
     k = max((len(p.top) for p in preds), default=0) or 1
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(csv_columns(k))
-    for p in preds:
-        writer.writerow(csv_row(p, k))
-    data = buf.getvalue().encode("utf-8", "surrogateescape")
+    rows = (csv_row(p, k, checkpoint) for p in preds)
+    data = csv_text(csv_columns(k), rows).encode("utf-8", "surrogateescape")   # spreadsheet-safe cells
+    return write_new_file(path, data, "--output")
+
+
+def write_new_file(path: Path, data: bytes, option: str) -> Path:
+    """Write ``data`` to a new file: ``path``, or when it exists the next free name of
+    ``NAME-2.EXT``, ``NAME-3.EXT``, ..., created exclusively (``open(mode="xb")``); a file that
+    cannot be written whole is removed (see :func:`write_csv`). The one place of the rule that
+    an output file never overwrites another (``predict --output``, ``export -o``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        OSError: the file cannot be created or written (naming it); nothing is left of it.
+        UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist (naming ``option``).
+    """
     for i in range(1, 100_000):
         target = path if i == 1 else path.with_name(f"{path.stem}-{i}{path.suffix}")
         try:
@@ -361,4 +411,4 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
                                          f"was removed", str(target)) from exc
             raise
         return target
-    raise UserError(f"{path}: no free file name for --output")
+    raise UserError(f"{path}: no free file name for {option}")

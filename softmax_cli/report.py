@@ -4,19 +4,18 @@ Everything is drawn with matplotlib on its Agg backend (no display needed), and 
 is imported inside the functions that draw, so ``softmax --help``, ``softmax predict`` and
 importing this module stay light. Every file goes through
 :func:`~softmax_cli.checkpoint.atomic_write`: a reader, or an interrupted run, never sees
-half a picture. Per-class figures come from scikit-learn; the CSV from the ``csv`` module.
+half a picture. Per-class figures come from scikit-learn; the CSV from :mod:`softmax_cli.csvout`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .csvout import csv_bytes, dict_rows_text
+from .errors import UserError, printable
 
 DPI = 100
 #: the files ``softmax eval --report DIR`` writes into ``DIR``
@@ -35,8 +34,14 @@ def _pyplot():
 
 
 def _md(text: str) -> str:
-    """``text`` safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|")
+    """``text`` safe inside a Markdown table cell: printable on one line, ``|`` escaped."""
+    return printable(str(text)).replace("|", "\\|")
+
+
+def _label(text: str) -> str:
+    """A class name as matplotlib draws it: printable, and ``$`` shown, not starting mathtext
+    (a class named ``$\\frac$`` would otherwise fail to draw)."""
+    return printable(str(text)).replace("$", r"\$")
 
 
 def _save(fig, path: Path) -> None:
@@ -136,7 +141,7 @@ def plot_confusion_matrix(path: str | Path, y_true: np.ndarray, y_pred: np.ndarr
     numbered = len(classes) <= 20
     for ax, matrix, fmt, name in ((axes[0], counts, "d", "counts"),
                                   (axes[1], fractions, ".2f", "fraction of each true class")):
-        ConfusionMatrixDisplay(matrix, display_labels=classes).plot(
+        ConfusionMatrixDisplay(matrix, display_labels=[_label(c) for c in classes]).plot(
             ax=ax, cmap="Blues", colorbar=False, include_values=numbered, values_format=fmt)
         ax.set_title(name)
         ax.set_xlabel("predicted class")
@@ -206,7 +211,8 @@ def plot_errors(path: str | Path, images: np.ndarray, y_true: np.ndarray, y_pred
         ax.set_yticks([])
         for spine in ax.spines.values():      # a thin frame shows the image's extent on white
             spine.set_edgecolor("0.7")
-        ax.set_title(f"true {classes[y_true[i]]}\npred {classes[y_pred[i]]} ({proba[i, y_pred[i]]:.2f})",
+        ax.set_title(f"true {_label(classes[y_true[i]])}\npred {_label(classes[y_pred[i]])} "
+                     f"({proba[i, y_pred[i]]:.2f})",
                      fontsize=9)
     fig.suptitle(f"{heading}: {len(pick)} of {n_wrong} mistakes, most confident first")
     _save(fig, Path(path))
@@ -285,7 +291,8 @@ def check_report_dir(directory: str | Path) -> Path:
 
 
 def write_per_class_csv(path: str | Path, per_class: list[dict]) -> None:
-    """Write one row per class: ``class, precision, recall, f1, support`` (csv module).
+    """Write one row per class: ``class, precision, recall, f1, support``, through the one CSV
+    writer (:mod:`softmax_cli.csvout`: a class named ``=1+2`` is written ``'=1+2``).
 
     Args:
         per_class: dicts with those keys, as :func:`~softmax_cli.metrics.class_report`
@@ -296,11 +303,8 @@ def write_per_class_csv(path: str | Path, per_class: list[dict]) -> None:
     """
     from .checkpoint import atomic_write
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=PER_CLASS_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(per_class)
-    atomic_write(Path(path), lambda f: f.write(buf.getvalue().encode()))
+    data = csv_bytes(dict_rows_text(PER_CLASS_COLUMNS, per_class))
+    atomic_write(Path(path), lambda f: f.write(data))
 
 
 def write_report(directory: str | Path, *, images: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray,

@@ -34,18 +34,47 @@ def _entry_point() -> str:
 SOFTMAX = _entry_point()
 
 
-def run_softmax(*args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the installed ``softmax`` command with ``args`` in ``cwd``; capture text output."""
+def _without_file_permission_override() -> None:
+    """In the child, before exec: make file permissions apply to root too.
+
+    Tests run as root here and in CI, and root reads a mode-000 file (capabilities
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH). Dropping both from the bounding set
+    (``prctl(PR_CAPBSET_DROP)``) takes them from the program run next, which stays root and
+    owns the test's files, so that permissions are checked as for any user. Fails loudly
+    (the test errors, it is never skipped) where they cannot be dropped.
+    """
+    import ctypes
+
+    if os.geteuid() != 0:
+        return                                  # permissions apply already
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):                   # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:   # 24: PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "cannot drop CAP_DAC_OVERRIDE for a permission test")
+
+
+def run_softmax(*args, cwd: Path, timeout: float = 600, unprivileged: bool = False) -> subprocess.CompletedProcess:
+    """Run the installed ``softmax`` command with ``args`` in ``cwd``; capture text output.
+
+    ``unprivileged``: file permissions apply even when the tests run as root (see
+    :func:`_without_file_permission_override`).
+    """
     return subprocess.run([SOFTMAX, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+                          timeout=timeout, stdin=subprocess.DEVNULL,
+                          preexec_fn=_without_file_permission_override if unprivileged else None)
+
+
+NOTE = "softmax: note: "   # an informational line (e.g. which data files a checkpoint names), not an error
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
-    """A bad input: exit ``code``, one ``softmax: error:`` line on stderr holding every fragment."""
+    """A bad input: exit ``code``, one ``softmax: error:`` line on stderr holding every fragment
+    (besides ``softmax: note:`` lines that come before it)."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
+    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith(NOTE)]
     assert len(lines) == 1 and lines[0].startswith("softmax: error: "), proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == lines[0], proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
 

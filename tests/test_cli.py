@@ -308,7 +308,7 @@ def test_eval_val_split_reproduces_the_best_epoch_row(digits_run):
 def test_preprocessing_is_fitted_on_the_training_split(digits_run):
     from softmax_cli.checkpoint import load_checkpoint
     from softmax_cli.config import load_config
-    from softmax_cli.training import prepare_data
+    from softmax_cli.experiment import prepare_data
 
     _, splits = prepare_data(load_config(CONFIGS / "digits.yaml"))
     pre = load_checkpoint(digits_run["best_checkpoint"]).preprocessor

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -50,12 +51,29 @@ def test_the_corpus_has_at_least_40_cases_of_every_kind():
     assert kinds == {"config", "csv", "idx", "folder", "checkpoint", "image"}
 
 
+def make_setup(work: Path, setup: dict) -> None:
+    """What a case needs that git cannot hold: FIFOs, links to devices, file modes."""
+    for name in setup.get("fifos", []):
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(work / name)
+    for name, target in setup.get("links", {}).items():
+        (work / name).symlink_to(target)
+    for name, mode in setup.get("modes", {}).items():
+        os.chmod(work / name, mode)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gives_one_clear_line_and_its_exit_code(tmp_path, case):
     spec = yaml.safe_load((case / "case.yaml").read_text())
     work = tmp_path / "case"
     shutil.copytree(case, work, ignore=shutil.ignore_patterns("case.yaml"))
-    proc = run_softmax(*spec["args"], cwd=work, timeout=120)
+    setup = spec.get("setup", {})
+    make_setup(work, setup)
+    try:   # a FIFO must be refused, never waited on: the timeout would fail the test
+        proc = run_softmax(*spec["args"], cwd=work, timeout=120, unprivileged="modes" in setup)
+    finally:
+        for name in setup.get("modes", {}):
+            os.chmod(work / name, 0o755)       # so that pytest can remove the folder
     assert_user_error(proc, *spec["expect"], code=spec["exit"])
     assert proc.stdout == ""
     assert not (work / "runs").exists(), "a failed run must not create a run directory"

@@ -7,6 +7,8 @@ message for the CLI); any other exception would reach the user as a traceback.
 from __future__ import annotations
 
 import gzip
+import io
+import json
 import tempfile
 from pathlib import Path
 
@@ -111,3 +113,79 @@ def test_config_from_arbitrary_yaml_documents(doc):
                                        yaml_values, max_size=4), max_size=4))
 def test_config_sections_with_arbitrary_values(doc):
     outcome(config_from_dict, doc, "cfg.yaml")
+
+
+# ============================================================== hardening (issue 19)
+yaml_words = st.lists(st.sampled_from(["train:", "epochs:", " ", "\n", "  ", "1", "1:30", "yes", "0x1F", "010",
+                                       "1_000", "1e-3", "-", "[", "]", "{", "}", ",", "&a", "*a", "<<:", "!!int",
+                                       "'", '"', "#", "~", "null", "."]), max_size=40).map("".join)
+
+
+@FUZZ
+@given(st.one_of(yaml_words, st.text(max_size=200)))
+def test_load_config_on_arbitrary_yaml_text(text):
+    # the strict loader (YAML 1.2 scalars, duplicate keys refused) answers with a line, never a traceback
+    folder = Path(tempfile.mkdtemp())
+    (folder / "cfg.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
+    outcome(load_config, folder / "cfg.yaml")
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8)),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children,
+                                                                                max_size=3)),
+    max_leaves=12)
+META_KEYS = ["format", "format_version", "model", "preprocessing", "classes", "image_shape", "image_style",
+             "config", "epoch", "metrics", "train_state", "calibration"]
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(META_KEYS), json_values, max_size=6), st.integers(0, 3))
+def test_load_checkpoint_with_arbitrary_metadata(changes, nesting):
+    # a valid checkpoint whose metadata has keys replaced by arbitrary JSON (deep, huge integers)
+    from softmax_cli.checkpoint import save_checkpoint
+    from softmax_cli.data.prepare import Preprocessor
+    from softmax_cli.nn import MLP
+
+    folder = Path(tempfile.mkdtemp())
+    save_checkpoint(folder / "c.npz", MLP([4, 3, 2], rng=np.random.default_rng(0)),
+                    Preprocessor(np.zeros(4), np.ones(4), 255.0, "global"),
+                    {"classes": ["a", "b"], "image_shape": [2, 2], "image_style": "mnist", "config": {}})
+    with np.load(folder / "c.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = {**json.loads(str(arrays["metadata"])), **changes}
+    text = json.dumps(meta)
+    if nesting:                                  # far beyond any recursion limit, or just past the bound
+        depth = [10**5, 65, 10][nesting - 1]
+        text = text[:-1] + ', "deep": ' + "[" * depth + "]" * depth + "}"
+    np.savez(folder / "c.npz", **{**arrays, "metadata": np.array(text)})
+    outcome(load_checkpoint, folder / "c.npz")
+
+
+@FUZZ
+@given(st.lists(st.lists(st.one_of(st.text(max_size=12), st.floats(), st.integers()), max_size=5), max_size=5))
+def test_every_csv_cell_reads_back_without_a_formula(rows):
+    import csv as csv_module
+
+    from softmax_cli.csvout import FORMULA_START, csv_text
+
+    text = csv_text(["h"], rows)
+    back = list(csv_module.reader(io.StringIO(text, newline="")))[1:]
+    assert len(back) == len(rows)
+    for row, cells in zip(rows, back):
+        for value, cell in zip(row, cells):
+            if isinstance(value, str):
+                assert cell == value or cell == "'" + value
+                if cell.startswith(FORMULA_START):       # kept as it is only when it is a plain number
+                    float(cell)
+
+
+@FUZZ
+@given(json_values)
+def test_json_output_is_always_strict_json(value):
+    from softmax_cli.jsonout import dumps
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    json.loads(dumps({"result": value}), parse_constant=refuse)

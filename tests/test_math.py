@@ -1,4 +1,4 @@
-"""The math of ../shared/docs/math.md: worked examples, invariances, finite differences."""
+"""The math of docs/math.md: worked examples, invariances, finite differences."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from softmax_cli.nn.functional import smooth_labels
 from softmax_cli.nn.gradcheck import check_gradients
 from softmax_cli.optim import Adam, AdamW
 from softmax_cli.schedules import Plateau, scheduled_lr
-from softmax_cli.training import StepSettings, train_epoch
+from softmax_cli.engine.step import StepSettings, train_epoch
 
 TOLERANCE = 1e-6   # relative error of backprop against central differences (math note, example 4)
 
@@ -34,7 +34,7 @@ def test_dropout_is_off_at_evaluation_and_inverted_in_training():
     model = _model((20, 400, 3))
     X = rng.normal(size=(64, 20))
     ws = model.workspace(64, dropout=[0.0, 0.25])
-    acts, inputs = model._forward(X, ws, [0.0, 0.25], np.random.default_rng(2))
+    acts, inputs = model.forward(X, ws, [0.0, 0.25], np.random.default_rng(2))
     hidden, dropped = acts[1], inputs[1]
     kept = dropped != 0
     # kept units are scaled by 1 / (1 - p) exactly; the dropped fraction is p
@@ -45,13 +45,13 @@ def test_dropout_is_off_at_evaluation_and_inverted_in_training():
     # the expectation of each unit is unchanged: averaged over many masks it is h
     total = np.zeros_like(hidden)
     for seed in range(400):
-        total += model._forward(X, ws, [0.0, 0.25], np.random.default_rng(seed))[1][1]
+        total += model.forward(X, ws, [0.0, 0.25], np.random.default_rng(seed))[1][1]
     assert abs((total / 400).mean() / hidden.mean() - 1) < 0.01
     # evaluation never drops: logits are deterministic and those of the undropped network
     logits = model.logits(X)
     np.testing.assert_array_equal(logits, model.logits(X))
-    np.testing.assert_allclose(logits, model._forward(X, model.workspace(64))[0][-1])
-    assert not np.allclose(model._forward(X, ws, [0.0, 0.25], np.random.default_rng(3))[0][-1], logits)
+    np.testing.assert_allclose(logits, model.forward(X, model.workspace(64))[0][-1])
+    assert not np.allclose(model.forward(X, ws, [0.0, 0.25], np.random.default_rng(3))[0][-1], logits)
 
 
 def test_gradcheck_passes_with_label_smoothing_and_with_fixed_dropout_masks():

@@ -150,32 +150,32 @@ def mid_epoch(state: dict, **values) -> None:
     state.update(values)
 
 
-# (what is done to the training state, what the error line must say)
+# (what is done to the training state, what the error line must say: the key, then what the
+# config's schema machinery says of it, as of a bad config value)
 DAMAGED_STATES = {
-    "epoch-str": (lambda s: s.update(epoch="x"), "epoch must be an integer >= 0, got 'x'"),
-    "epoch-bool": (lambda s: s.update(epoch=True), "epoch must be an integer >= 0, got True"),
-    "rows_done-negative": (lambda s: s.update(rows_done=-5), "rows_done must be an integer >= 0, got -5"),
+    "epoch-str": (lambda s: s.update(epoch="x"), "epoch: expected an integer, got 'x'"),
+    "epoch-bool": (lambda s: s.update(epoch=True), "epoch: expected an integer, got True"),
+    "rows_done-negative": (lambda s: s.update(rows_done=-5), "rows_done: expected a value >= 0, got -5"),
     "rows_done-too-large": (lambda s: s.update(rows_done=10**6),
-                            "rows_done must be less than the 1293 training images, got 1000000"),
-    "loss_sum-str": (lambda s: mid_epoch(s, loss_sum="x"), "loss_sum must be a finite number >= 0, got 'x'"),
+                            "rows_done: expected a value < 1293 (the training images), got 1000000"),
+    "loss_sum-str": (lambda s: mid_epoch(s, loss_sum="x"), "loss_sum: expected a finite number, got 'x'"),
     "correct-above-rows_done": (lambda s: mid_epoch(s, correct=33),
-                                "correct must be an integer in 0..32 (rows_done), got 33"),
+                                "correct: expected a value <= 32 (rows_done), got 33"),
     "epoch_rng-null": (lambda s: mid_epoch(s, epoch_rng=None),
-                       "epoch_rng must be a state of NumPy's default generator (PCG64), got None"),
+                       "epoch_rng: expected a state of NumPy's default generator (PCG64), got None"),
     "rng-negative": (lambda s: s["rng"]["state"].update(state=-1),
-                     "rng must be a state of NumPy's default generator (PCG64)"),
-    "rows-short": (lambda s: s.update(rows=[{"epoch": 1}]),
-                   "rows must be a list of 2 metrics rows (one per epoch done), got [{'epoch': 1}]"),
-    "rows-key-missing": (lambda s: s["rows"][1].pop("train_loss"), "rows[1] must be a metrics row with the keys"),
-    "rows-epoch-order": (lambda s: s["rows"][1].update(epoch=3), "rows[1].epoch must be 2, got 3"),
+                     "rng: expected a state of NumPy's default generator (PCG64)"),
+    "rows-short": (lambda s: s.update(rows=s["rows"][:1]),
+                   "rows: expected a list of 2 metrics rows (one per epoch done), got [{'epoch': 1"),
+    "rows-key-missing": (lambda s: s["rows"][1].pop("train_loss"), "rows[1]: lacks train_loss; expected the keys"),
+    "rows-epoch-order": (lambda s: s["rows"][1].update(epoch=3), "rows[1].epoch: expected 2, got 3"),
     "rows-loss-str": (lambda s: s["rows"][0].update(train_loss="x"),
-                      "rows[0].train_loss must be a finite number >= 0, got 'x'"),
-    "best_score-str": (lambda s: s.update(best_score="ab"),
-                       "best_score must be a list of two numbers (finite or -Infinity), got 'ab'"),
-    "best_epoch-beyond": (lambda s: s.update(best_epoch=3), "best_epoch must be an integer in 1..2"),
-    "stale-negative": (lambda s: s.update(stale=-1), "stale must be an integer in 0.."),
-    "lr-zero": (lambda s: s.update(lr=0), "lr must be a finite number > 0, got 0"),
-    "t-str": (lambda s: s.update(t="x"), "t must be an integer >= 0, got 'x'"),
+                      "rows[0].train_loss: expected a finite number, got 'x'"),
+    "unknown-key": (lambda s: s.update(bogus=1), "bogus: unknown key; allowed: epoch, rows_done"),
+    "best_epoch-beyond": (lambda s: s.update(best_epoch=3), "best_epoch: expected a value in 1..2"),
+    "stale-negative": (lambda s: s.update(stale=-1), "stale: expected a value >= 0, got -1"),
+    "lr-zero": (lambda s: s.update(lr=0), "lr: expected a value > 0, got 0.0"),
+    "t-str": (lambda s: s.update(t="x"), "t: expected an integer, got 'x'"),
 }
 
 
@@ -206,7 +206,7 @@ def test_every_damaged_field_is_named(unfinished_run, tmp_path, damage, message)
     from softmax_cli.checkpoint import load_checkpoint
     from softmax_cli.config import config_from_dict
     from softmax_cli.errors import UserError
-    from softmax_cli.training import train
+    from softmax_cli.engine import train
 
     run = tmp_path / "runs" / "digits"
     shutil.copytree(unfinished_run, run)
@@ -256,7 +256,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_says_what_failed(tmp_pa
 
 def test_a_run_diverging_after_good_epochs_keeps_their_checkpoints(tmp_path, monkeypatch):
     # the validation loss of epoch 3 is made NaN: epochs 1-2 stay saved and the message says so
-    import softmax_cli.training as training
+    import softmax_cli.engine.loop as training
     from softmax_cli.checkpoint import load_checkpoint
     from softmax_cli.config import load_config
 
@@ -279,3 +279,77 @@ def test_a_run_diverging_after_good_epochs_keeps_their_checkpoints(tmp_path, mon
     assert load_checkpoint(tmp_path / "digits" / "best.npz").meta["epoch"] in (1, 2)
     with open(tmp_path / "digits" / "metrics.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+
+
+# ------------------------------------------------------------ an interrupt in the last epoch
+# A signal sent by the real command to itself at a chosen moment: the COUNT-th call of
+# Optimizer.step (a batch's step) or of MLP.logits (an epoch's validation, then the test)
+SIGNAL_AT = """
+import os, signal, sys
+from softmax_cli.nn import MLP
+from softmax_cli.optim import Optimizer
+cls, name = {"step": (Optimizer, "step"), "logits": (MLP, "logits")}[sys.argv[1]]
+count, calls, real = int(sys.argv[2]), [], getattr(cls, name)
+def hooked(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == count:
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(self, *args, **kwargs)
+setattr(cls, name, hooked)
+from softmax_cli.cli import main
+sys.argv = ["softmax", *sys.argv[3:]]
+main()
+"""
+SHORT = ("--set", "train.epochs=3", "--set", "model.hidden=[16]", "--set", "train.early_stopping=null",
+         "--quiet", "--json")
+LAST_STEP = 3 * -(-1293 // 32)      # 3 epochs of 1293 training images in batches of 32: 123 steps
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory) -> Path:
+    """The uninterrupted run the interrupted ones must equal."""
+    cwd = tmp_path_factory.mktemp("short")
+    proc = run_softmax("train", CONFIGS / "digits.yaml", *SHORT, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return cwd / "runs" / "digits"
+
+
+@pytest.mark.parametrize("hook, count", [("step", LAST_STEP), ("logits", 3), ("logits", 4)],
+                         ids=["last-batch", "last-validation", "final-test"])
+def test_an_interrupt_after_the_last_batch_lets_the_run_finish(short_run, tmp_path, hook, count):
+    # during the last epoch's final batch, its validation or the final test of the best
+    # weights: nothing is left to resume, so the run finishes, best.npz with its test metrics
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AT, hook, str(count), "train",
+                           str(CONFIGS / "digits.yaml"), *SHORT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    run = tmp_path / "runs" / "digits"
+    summary = json.loads(proc.stdout)
+    best = json.loads(str(np.load(run / "best.npz")["metadata"]))
+    assert best["metrics"]["test_acc"] == summary["test_acc"] == \
+        json.loads(str(np.load(short_run / "best.npz")["metadata"]))["metrics"]["test_acc"]
+    assert_same_run(run, short_run)
+
+
+def test_an_interrupt_before_the_last_batch_resumes_to_the_uninterrupted_run(short_run, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_AT, "step", str(LAST_STEP - 1), "train",
+                           str(CONFIGS / "digits.yaml"), *SHORT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert "softmax: interrupted: SIGINT in epoch 3 after 1280 of 1293 training images" in proc.stderr
+    run = tmp_path / "runs" / "digits"
+    resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run, short_run)
+
+
+def test_a_last_npz_of_an_older_softmax_resumes(unfinished_run, tmp_path):
+    # its training state also holds best_score, which is now derived from the best epoch's row
+    run = tmp_path / "runs" / "digits"
+    shutil.copytree(unfinished_run, run)
+    rewrite_metadata(run / "last.npz", run / "last.npz",
+                     lambda meta: meta["train_state"].update(best_score=[0.9, -0.3]))
+    proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["epochs_run"] == 4

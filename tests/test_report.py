@@ -52,7 +52,7 @@ def test_the_curves_mark_the_best_epoch(tmp_path):
 
 
 def test_the_curves_are_redrawn_when_due_and_always_when_forced(tmp_path):
-    from softmax_cli.training import CurvesWriter
+    from softmax_cli.engine.callbacks import CurvesWriter
 
     path = tmp_path / "curves.png"
     writer = CurvesWriter(path, "val_loss", every_s=3600)

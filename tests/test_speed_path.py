@@ -12,7 +12,7 @@ import pytest
 from conftest import CONFIGS, SAMPLES, assert_usage_error, run_softmax
 from softmax_cli.nn import MLP
 from softmax_cli.optim import Adam
-from softmax_cli.training import train_epoch
+from softmax_cli.engine.step import train_epoch
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -81,7 +81,7 @@ def test_train_epoch_gathers_batches_in_the_given_order():
 def test_train_epoch_refuses_row_indices_outside_the_data(bad, raw):
     # the compiled gather does not check indices (and np.take would clip them): refused first
     from softmax_cli.data import Preprocessor
-    from softmax_cli.training import StepSettings
+    from softmax_cli.engine.step import StepSettings
 
     X, y = np.zeros((20, 4), np.uint8 if raw else np.float32), np.zeros(20, np.int64)
     model = MLP([4, 3], rng=np.random.default_rng(0))
@@ -145,7 +145,7 @@ def test_predict_and_help_do_not_import_the_training_stack(tmp_path):
 def test_predict_and_inspect_never_import_matplotlib(digits_run):
     # matplotlib is imported only by the functions that draw: not by `predict`, not by
     # `inspect` without --weights, not by importing the training or report modules
-    code = ("import sys; import softmax_cli.training, softmax_cli.report; from softmax_cli.cli import app\n"
+    code = ("import sys; import softmax_cli.engine.loop, softmax_cli.report; from softmax_cli.cli import app\n"
             "for args in (['predict', sys.argv[2], '-c', sys.argv[1]], ['inspect', sys.argv[1]]):\n"
             "    app(args, standalone_mode=False)\n"
             "print('matplotlib' in sys.modules, file=sys.stderr)")
@@ -182,7 +182,7 @@ def test_gathering_a_batch_preprocesses_it_exactly_as_transform_does(dtype, raw)
 
 
 def test_pixels_are_stored_as_bytes_only_when_nothing_is_lost():
-    from softmax_cli.training import compact_pixels
+    from softmax_cli.engine.step import compact_pixels
 
     ints = np.array([[0, 16, 255], [3, 4, 5]], np.float32)
     compact = compact_pixels(ints)
@@ -197,7 +197,7 @@ def test_an_epoch_on_raw_pixels_equals_an_epoch_on_preprocessed_inputs(dtype):
     # what `softmax train` runs (uint8 pixels, preprocessed as each batch is gathered)
     # against the same epoch on inputs preprocessed up front: the same weights, bit for bit
     from softmax_cli.data import Preprocessor
-    from softmax_cli.training import StepSettings, compact_pixels
+    from softmax_cli.engine.step import StepSettings, compact_pixels
 
     rng = np.random.default_rng(4)
     raw = rng.integers(0, 17, (50, 8)).astype(np.float32)
@@ -222,7 +222,7 @@ def test_an_epoch_allocates_no_array_of_the_batch_size(activation, dropout):
     import tracemalloc
 
     from softmax_cli.data import Preprocessor
-    from softmax_cli.training import StepSettings, compact_pixels
+    from softmax_cli.engine.step import StepSettings, compact_pixels
 
     rng = np.random.default_rng(7)
     raw = rng.integers(0, 256, (2048, 64)).astype(np.float32)

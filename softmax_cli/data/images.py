@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError
+from ..files import open_regular
 from .ink import ink_map
 
 # fit: fraction of the frame the ink's bounding box is scaled to fit (keeping aspect ratio);
@@ -39,10 +42,25 @@ def style_for(source: str) -> str:
     return "uci_digits" if source == "digits" else "mnist"
 
 
+def _walked(path: str) -> bool:
+    """Whether a name found in a folder walk is taken: anything but a folder (or a link to
+    one) and a broken link. A FIFO, socket or device is taken, to be refused as "not a
+    regular file" when read; so is a name that cannot be looked at (permission denied), to
+    be reported as such rather than skipped."""
+    try:
+        return not stat.S_ISDIR(os.stat(path).st_mode)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+
+
 def files_in(folder: str | Path) -> list[Path]:
     """Every file below ``folder``, recursively, in sorted order (each folder's files by name,
     then its sub-folders by name). Hidden files and folders (names starting with ``.``) are
-    skipped; symbolic links to folders are not followed (no cycles), links to files are kept.
+    skipped; symbolic links to folders are not followed (no cycles), links to files are kept,
+    broken links skipped. FIFOs, sockets and devices are kept, so that reading them is
+    refused (:func:`load_grayscale`) instead of their being skipped unseen.
 
     Returns:
         Paths that start with ``folder`` as given.
@@ -58,8 +76,26 @@ def files_in(folder: str | Path) -> list[Path]:
     for top, dirs, names in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(top, n) for n in sorted(names) if not n.startswith(".")
-                  and os.path.isfile(os.path.join(top, n))]
+                  and _walked(os.path.join(top, n))]
     return found
+
+
+def _lookup(arg: str) -> bool:
+    """Whether ``arg`` exists (a link, even a broken one, does).
+
+    Raises:
+        UserError: it cannot be known: a folder on the way may not be searched (permission
+            denied), or the name is too long or loops.
+    """
+    try:
+        os.lstat(arg)
+        return True
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise UserError(f"{arg}: permission denied (a folder on its way cannot be searched)") from None
+    except OSError as exc:
+        raise UserError(f"{arg}: {exc.strerror or exc}") from None
 
 
 def find_files(args: list[str]) -> list[Path | UserError]:
@@ -69,16 +105,23 @@ def find_files(args: list[str]) -> list[Path | UserError]:
     (:func:`files_in`). One that does not exist is expanded as a glob pattern with the
     standard library (``glob.glob(arg, recursive=True)``: ``*``, ``?``, ``[...]`` and
     ``**`` for any depth; hidden names only when the pattern spells the dot); a folder it
-    matches is searched too. Which files are images is decided later, by their content.
+    matches is searched too. Which files are images is decided later, by their content
+    (and a FIFO, socket or device is refused then, see :func:`load_grayscale`).
 
     Returns:
         The files found, with a :class:`UserError` in the place of each argument that gave
-        none (a missing path, a pattern without matches, a folder without files), so that
-        problems can be reported in the order of the arguments.
+        none (a missing path, a pattern without matches, a folder without files, a path
+        behind a folder that may not be searched), so that problems can be reported in the
+        order of the arguments.
     """
     found: list[Path | UserError] = []
     for arg in map(str, args):
-        if os.path.lexists(arg):
+        try:
+            exists = _lookup(arg)
+        except UserError as exc:
+            found.append(exc)
+            continue
+        if exists:
             matches = [arg]
         else:
             matches = sorted(glob.glob(arg, recursive=True))
@@ -96,8 +139,11 @@ def find_files(args: list[str]) -> list[Path | UserError]:
     return found
 
 
-def load_grayscale(path: str | Path) -> np.ndarray:
+def load_grayscale(path: str | Path | BinaryIO) -> np.ndarray:
     """Open an image file and return its luminance, float32 (h, w) in [0, 1].
+
+    ``path`` may also be a binary file object (the server's uploads, held in memory): its
+    ``str()`` names it in messages.
 
     The format is told by the file's content, not its name: anything Pillow decodes (PNG,
     JPEG, BMP, GIF, TIFF, WebP, ...; the first frame of an animation). EXIF orientation is
@@ -108,14 +154,15 @@ def load_grayscale(path: str | Path) -> np.ndarray:
     refused before it is decoded, where Pillow itself would only warn below twice that.
 
     Raises:
-        UserError: the file is missing, unreadable, not an image Pillow can decode, or
-            larger than the decompression-bomb limit.
+        UserError: the file is missing, unreadable (permission denied), not a regular file
+            (a FIFO, socket or device: refused before it is read, it could block), not an
+            image Pillow can decode, or larger than the decompression-bomb limit.
     """
-    path = Path(path)
+    path = path if hasattr(path, "read") else Path(path)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), open_regular(path, "file", "an image file") as f:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(f) as img:
                 img = ImageOps.exif_transpose(img)
                 if img.mode in ("I", "F") or img.mode.startswith("I;16"):
                     # 16-bit, 32-bit and float grayscale: convert("L") would clip them to 0-255,
@@ -128,10 +175,6 @@ def load_grayscale(path: str | Path) -> np.ndarray:
                     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                     img = Image.alpha_composite(white, rgba)
                 gray = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected an image file") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

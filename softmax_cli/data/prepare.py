@@ -1,7 +1,9 @@
-"""Train/validation/test splits and the input preprocessing fitted on the training split."""
+"""Train/validation/test splits, their fingerprints, and the input preprocessing fitted on the
+training split."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -14,11 +16,17 @@ if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the
     from ..config import DataConfig
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
 @dataclass
 class Splits:
     """Raw-pixel splits: float32 features (n, d) and int64 labels (n,) for each part.
 
-    ``X_val``/``y_val`` are None when ``val_fraction`` is 0.
+    ``X_val``/``y_val`` are None when ``val_fraction`` is 0. ``rows_*`` are the int64 row
+    indices (n,) each part was taken from: rows of the source's training data for ``train``
+    and ``val``; for ``test``, rows of the source's own test data when it has some, else of
+    its training data. None when the splits were made from arrays of unknown origin.
     """
 
     X_train: np.ndarray
@@ -27,10 +35,56 @@ class Splits:
     y_val: Optional[np.ndarray]
     X_test: np.ndarray
     y_test: np.ndarray
+    rows_train: Optional[np.ndarray] = None
+    rows_val: Optional[np.ndarray] = None
+    rows_test: Optional[np.ndarray] = None
 
     def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(X, y)`` of ``train``, ``val`` or ``test`` (``(None, None)`` for a missing ``val``)."""
         return getattr(self, f"X_{name}"), getattr(self, f"y_{name}")
+
+    def fingerprint(self, name: str) -> dict | None:
+        """The fingerprint of part ``name`` (see :func:`fingerprint`); None for a missing ``val``."""
+        X, y = self.part(name)
+        if X is None:
+            return None
+        rows = getattr(self, f"rows_{name}")
+        return fingerprint(X, y, np.arange(len(y)) if rows is None else rows)
+
+    def fingerprints(self) -> dict:
+        """``{"train": ..., "val": ... or None, "test": ...}``, what a checkpoint records as
+        ``metadata["splits"]``."""
+        return {name: self.fingerprint(name) for name in SPLIT_NAMES}
+
+
+def fingerprint(X: np.ndarray, y: np.ndarray, rows: np.ndarray) -> dict:
+    """What identifies one split: ``{"rows": n, "indices_sha256": ..., "data_sha256": ...}``.
+
+    ``indices_sha256`` is the SHA-256 (hex) of the row indices ``rows`` (n,) as little-endian
+    int64; ``data_sha256`` the SHA-256 of the features ``X`` (n, d) as little-endian float32,
+    row-major, followed by the labels ``y`` (n,) as little-endian int64: the data as read,
+    before preprocessing. A changed file (an edited value, a row added or removed) or a
+    changed splitting routine gives another fingerprint.
+    """
+    data = hashlib.sha256(np.ascontiguousarray(X, dtype="<f4").data)
+    data.update(np.ascontiguousarray(y, dtype="<i8").data)
+    return {"rows": int(len(y)),
+            "indices_sha256": hashlib.sha256(np.ascontiguousarray(rows, dtype="<i8").data).hexdigest(),
+            "data_sha256": data.hexdigest()}
+
+
+def fingerprint_change(recorded, now: dict) -> str | None:
+    """How fingerprint ``now`` differs from ``recorded`` (as a checkpoint holds it), in words;
+    None when they are the same."""
+    if not isinstance(recorded, dict):
+        return f"no readable fingerprint was recorded (got {recorded!r:.40})"
+    if recorded.get("rows") != now["rows"]:
+        return f"{recorded.get('rows')!r:.20} rows when the model was trained, {now['rows']} now"
+    if recorded.get("indices_sha256") != now["indices_sha256"]:
+        return "other rows were drawn (the SHA-256 of the row indices differs)"
+    if recorded.get("data_sha256") != now["data_sha256"]:
+        return "the same rows hold other values (the SHA-256 of the data differs)"
+    return None
 
 
 def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
@@ -42,23 +96,28 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
     same config gives the same split on every run (eval relies on it).
 
     Raises:
-        UserError: a class with too few examples to stratify.
+        UserError: a class with too few examples to stratify, or a fraction that leaves a
+            split empty; its ``key`` names the fraction (``data.val_fraction``).
     """
     from sklearn.model_selection import train_test_split
 
-    try:
-        if ds.X_test is not None:
-            X, y, X_test, y_test = ds.X, ds.y, ds.X_test, ds.y_test
-        else:
-            X, X_test, y, y_test = train_test_split(ds.X, ds.y, test_size=cfg.test_fraction,
-                                                    stratify=ds.y, random_state=seed)
-        X_val = y_val = None
-        if cfg.val_fraction > 0:
-            X, X_val, y, y_val = train_test_split(X, y, test_size=cfg.val_fraction,
-                                                  stratify=y, random_state=seed)
-    except ValueError as exc:
-        raise UserError(f"{ds.description}: cannot split the data ({exc})") from None
-    return Splits(X, y, X_val, y_val, X_test, y_test)
+    def split(arrays: tuple, y, key: str, fraction: float):
+        try:
+            return train_test_split(*arrays, test_size=fraction, stratify=y, random_state=seed)
+        except ValueError as exc:
+            raise UserError(f"{ds.description}: cannot split the data by {key} {fraction!r} ({exc})",
+                            key=key) from None
+
+    rows = np.arange(len(ds.y))       # split along with the data: which rows each part holds
+    if ds.X_test is not None:
+        X, y, X_test, y_test, rows_test = ds.X, ds.y, ds.X_test, ds.y_test, np.arange(len(ds.y_test))
+    else:
+        X, X_test, y, y_test, rows, rows_test = split((ds.X, ds.y, rows), ds.y, "data.test_fraction",
+                                                      cfg.test_fraction)
+    X_val = y_val = rows_val = None
+    if cfg.val_fraction > 0:
+        X, X_val, y, y_val, rows, rows_val = split((X, y, rows), y, "data.val_fraction", cfg.val_fraction)
+    return Splits(X, y, X_val, y_val, X_test, y_test, rows, rows_val, rows_test)
 
 
 def _mean_and_std(X: np.ndarray, rows: int = 4096) -> tuple[float, float]:

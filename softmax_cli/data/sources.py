@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, quote_data
 from .images import files_in, image_to_input, style_for
 
 if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
@@ -32,7 +32,7 @@ class Dataset:
 
     Attributes:
         X: float32 (n, d) pixel values, 0 = background, ``pixel_max`` = full ink. After
-            ``softmax_cli.training.prepare_data`` has split them, ``X`` and ``y`` are
+            ``softmax_cli.experiment.prepare_data`` has split them, ``X`` and ``y`` are
             emptied (0 rows): the splits hold the rows.
         y: int64 (n,) class indices into ``classes``.
         classes: class names, ``classes[i]`` is the name of label ``i``.
@@ -65,7 +65,8 @@ def load_dataset(cfg: DataConfig) -> Dataset:
 
 def _need_two_classes(classes: np.ndarray, labels_path: Path) -> None:
     if len(classes) < 2:
-        raise UserError(f"{labels_path}: every training label is {classes[0]:g}; a classifier "
+        label = quote_data(f"{classes[0]:g}", bare=True)
+        raise UserError(f"{labels_path}: every training label is {label}; a classifier "
                         f"needs at least two classes")
 
 
@@ -130,7 +131,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise UserError(f"{path}: not an IDX file (bad magic number {data[:4].hex() or 'empty'})")
+        magic = quote_data(data[:4].hex() or "empty", bare=True)
+        raise UserError(f"{path}: not an IDX file (bad magic number {magic})")
     ndim = data[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(data) < header:
@@ -177,7 +179,7 @@ def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndar
         wrong = ~np.isfinite(labels) | (labels != np.round(labels))
         if wrong.any():
             i = int(np.argmax(wrong))
-            raise UserError(f"{labels_path}: label {i} is {labels[i]:g}, not an integer")
+            raise UserError(f"{labels_path}: label {i} is {quote_data(f'{labels[i]:g}', bare=True)}, not an integer")
     return images, labels
 
 
@@ -216,7 +218,8 @@ def _index_labels(labels: np.ndarray, classes: np.ndarray, path: Path) -> np.nda
     idx = np.clip(idx, 0, len(classes) - 1)
     bad = classes[idx] != labels
     if bad.any():
-        raise UserError(f"{path}: label {labels[bad][0].item()} does not occur in the training labels")
+        label = quote_data(labels[bad][0].item(), bare=True)
+        raise UserError(f"{path}: label {label} does not occur in the training labels")
     return idx.astype(np.int64)
 
 
@@ -245,7 +248,7 @@ def _csv_problem(text: str, skip: int) -> str:
             try:
                 float(cell)
             except ValueError:
-                return f"line {line_no}, column {col}: expected a number, got {cell.strip()!r}"
+                return f"line {line_no}, column {col}: expected a number, got {quote_data(cell.strip())}"
     return "malformed CSV"
 
 
@@ -278,7 +281,7 @@ def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
     if not np.isfinite(table).all():
         row, col = np.argwhere(~np.isfinite(table))[0]
         raise UserError(f"{path}: line {row + 1 + skip}, column {col + 1}: "
-                        f"expected a finite number, got {table[row, col]}")
+                        f"expected a finite number, got {quote_data(table[row, col], bare=True)}")
     return header, table
 
 
@@ -292,7 +295,8 @@ def _label_column(header: list[str] | None, n_cols: int, spec: str, path: Path) 
                         f"use first or last")
     if spec not in header:
         raise UserError(f"{path}: no column named '{spec}' for data.label_column "
-                        f"(columns: {', '.join(header[:5])}{', ...' if len(header) > 5 else ''})")
+                        f"(columns: {quote_data(', '.join(header[:5]), bare=True)}"
+                        f"{', ...' if len(header) > 5 else ''})")
     return header.index(spec)
 
 
@@ -303,7 +307,8 @@ def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str]
     wrong = (labels != np.round(labels)) | (np.abs(labels) > 2**53)   # 2**53: exact in float64
     if wrong.any():
         row = int(np.argmax(wrong))
-        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {labels[row]:g} is not an integer "
+        label = quote_data(f"{labels[row]:g}", bare=True)
+        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {label} is not an integer "
                         f"(of magnitude below 2**53)")
     X = np.delete(table, col, axis=1).astype(np.float32)
     if X.shape[1] == 0:
@@ -317,7 +322,7 @@ def _check_pixels(X: np.ndarray, pixel_max: float, path: Path) -> None:
         raise UserError(f"{path}: pixel values must be finite numbers")
     if X.min() < 0 or X.max() > pixel_max or pixel_max <= 0:
         raise UserError(f"{path}: pixel values must lie in [0, {pixel_max:g}] "
-                        f"(data.pixel_max), found [{X.min():g}, {X.max():g}]")
+                        f"(data.pixel_max), found {quote_data(f'[{X.min():g}, {X.max():g}]', bare=True)}")
 
 
 def load_csv(cfg: DataConfig) -> Dataset:

@@ -57,7 +57,7 @@ def check_gradients(model: MLP, X: np.ndarray, y: np.ndarray, max_entries: int =
         return np.random.default_rng(dropout_seed)
 
     def loss() -> float:
-        return cross_entropy(model._forward(X, ws, dropout, masks())[0][-1], targets)
+        return cross_entropy(model.forward(X, ws, dropout, masks())[0][-1], targets)
 
     _, grads, _ = model.loss_and_grads(X, y, label_smoothing=label_smoothing, dropout=dropout, rng=masks())
     grads = [g.copy() for g in grads]   # the workspace's arrays; loss() reuses the workspace

@@ -2,12 +2,15 @@
 
 Each replaces several NumPy calls (each a pass over memory, most allocating) by one pass: the
 softmax cross-entropy with its fused gradient, the activation derivatives with the bias
-gradient, the row gather of a batch with its preprocessing, the dropout mask. The formulas
-and their derivation are in the docstrings and comments of the code that calls them
-(:func:`~softmax_cli.nn.functional.softmax_cross_entropy`, ``functional.ACTIVATION_GRADS``,
-:meth:`~softmax_cli.nn.mlp.MLP.loss_and_grads`, ``softmax_cli.training.train_epoch``) and in
-``docs/math.md``. Kept in their own module so that ``softmax predict`` and
-``softmax --help``, which never compute a gradient, do not import numba (about 0.2 s).
+gradient, the row gather of a batch with its preprocessing, the dropout mask. Each docstring
+states its formula in the notation of ``docs/math.md`` (a batch of ``m`` rows, ``K`` classes:
+logits ``Z`` (m, K), ``A = softmax(Z)`` row by row, targets ``Y`` (m, K), ``Δ_l = ∂J/∂Z_l``,
+``⊙`` elementwise), and
+``tests/test_kernels.py`` compares each with that formula written in NumPy. Their callers:
+:func:`~softmax_cli.nn.functional.softmax_cross_entropy_step`, ``functional.ACTIVATION_GRADS``,
+:meth:`~softmax_cli.nn.mlp.MLP.forward`, ``softmax_cli.engine.step.train_epoch``. Kept in their
+own module so that ``softmax predict`` and ``softmax --help``, which never compute a gradient,
+do not import numba (about 0.2 s).
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ from numba import njit  # noqa: E402
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_xent_labels(Z, y, smoothing, bias_grad):  # pragma: no cover (compiled)
-    # targets Y_ij = (1 - smoothing) [j == y_i] + smoothing / K, never built as a matrix
+    """Cross-entropy of ``A = softmax(Z)`` against labels ``y`` (m,), and its fused gradient,
+    in one pass.
+
+    With ``ε`` = ``smoothing`` and the targets ``Y_ij = (1 - ε) [j = y_i] + ε / K`` (never
+    built as a matrix): ``J = (1/m) Σ_i C_i`` with ``C_i = - Σ_j Y_ij ln A_ij``, each
+    ``ln A_ij = s_ij - ln Σ_k exp(s_ik)`` with ``s_i = z_i - max_k z_ik`` (log-softmax, never
+    ``ln(softmax)``). ``Z`` (m, K) is overwritten with ``Δ_L = ∂J/∂Z_L = (A - Y) / m`` and
+    ``bias_grad`` (K,) with ``∂J/∂b_L``, the column sums of ``Δ_L``.
+
+    Returns ``(J, hits)``, hits = #{i : argmax_j Z_ij = y_i} (the first largest logit, as
+    ``numpy.argmax``); ``(nan, -1)`` with nothing written when a label is outside ``[0, K)``.
+    """
     m, K = Z.shape
     for i in range(m):
         if y[i] < 0 or y[i] >= K:                  # checked before anything is written
@@ -59,6 +73,10 @@ def softmax_xent_labels(Z, y, smoothing, bias_grad):  # pragma: no cover (compil
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_xent_targets(Z, Y, bias_grad):  # pragma: no cover (compiled)
+    """:func:`softmax_xent_labels` with target distributions ``Y`` (m, K), rows summing to 1:
+    ``J = -(1/m) Σ_i Σ_j Y_ij ln A_ij``; ``Z`` becomes ``Δ_L = (A - Y) / m`` and
+    ``bias_grad`` its column sums ``∂J/∂b_L``. Returns ``(J, hits)``, hits = #{i : argmax_j
+    Z_ij = argmax_j Y_ij}."""
     m, K = Z.shape
     total = 0.0
     hits = 0
@@ -94,10 +112,16 @@ RELU, LEAKY_RELU, TANH, SIGMOID = 0, 1, 2, 3
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def activation_backward(kind, slope, A, delta, bias_grad):  # pragma: no cover (compiled)
-    # delta *= f'(z), with f'(z) written through A = f(z) (the formulas of
-    # functional.ACTIVATION_GRADS), and bias_grad = the column sums of the result, dJ/db of
-    # the layer: one pass where NumPy made three (the mask or f', the product, the sum).
-    # `kind` is the same for every entry, so the compiler moves the branch out of the loop.
+    """A hidden layer's delta and bias gradient from the delta back-propagated into it.
+
+    ``delta`` (m, n) holds ``Δ_{l+1} W_{l+1}ᵀ`` and becomes ``Δ_l = (Δ_{l+1} W_{l+1}ᵀ) ⊙
+    f'(Z_l)``, with ``f'`` written through the layer's activations ``A = A_l = f(Z_l)``
+    (m, n): relu 1 where ``a > 0``, else 0; leaky relu 1 where ``a > 0``, else ``slope``;
+    tanh ``1 - a²``; sigmoid ``a (1 - a)``. ``bias_grad`` (n,) becomes ``∂J/∂b_l``, the
+    column sums of ``Δ_l``. ``kind`` is RELU, LEAKY_RELU, TANH or SIGMOID.
+    """
+    # one pass where NumPy made three (the mask or f', the product, the sum); `kind` is the
+    # same for every entry, so the compiler moves the branch out of the loop
     zero, one = delta.dtype.type(0), delta.dtype.type(1)
     bias_grad[:] = 0
     for i in range(delta.shape[0]):
@@ -118,8 +142,8 @@ def activation_backward(kind, slope, A, delta, bias_grad):  # pragma: no cover (
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def gather_rows(X, rows, offset, scale, out):  # pragma: no cover (compiled)
-    """``out[i] = (X[rows[i]] - offset) / scale``: a batch's rows gathered and preprocessed
-    in one pass (``Preprocessor.transform``'s arithmetic, in ``out``'s dtype).
+    """``out_i = (X_{rows_i} - offset) / scale`` (elementwise): a batch's rows gathered and
+    preprocessed in one pass (``Preprocessor.transform``'s arithmetic, in ``out``'s dtype).
 
     ``X`` (n, d) raw pixels, uint8 (a quarter of the bytes) or float; ``rows`` (m,) integer
     row indices, not checked (``train_epoch`` checks them once an epoch); ``offset`` and
@@ -135,8 +159,9 @@ def gather_rows(X, rows, offset, scale, out):  # pragma: no cover (compiled)
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def dropout_mask(U, rate, scale):  # pragma: no cover (compiled)
-    # U holds uniform [0, 1) draws; each becomes the inverted-dropout factor of its unit:
-    # 0 with probability `rate`, else scale = 1 / (1 - rate)
+    """Inverted dropout's mask (Srivastava et al. 2014), in place: each uniform draw
+    ``U_ij`` in [0, 1) becomes 0 if ``U_ij < p`` (``p`` = ``rate``: probability ``p``), else
+    ``scale = 1 / (1 - p)``, so that ``E[mask_ij] = 1``."""
     flat = U.reshape(-1)
     for i in range(flat.size):
         flat[i] = scale if flat[i] >= rate else 0

@@ -96,8 +96,8 @@ class MLP:
         """Buffers for passes over up to ``batch_size`` rows (see :class:`Workspace`)."""
         return Workspace(self.sizes, batch_size, self.dtype, training, dropout)
 
-    def _forward(self, X: np.ndarray, ws: "Workspace", dropout: list[float] | None = None,
-                 rng: np.random.Generator | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def forward(self, X: np.ndarray, ws: "Workspace", dropout: list[float] | None = None,
+                rng: np.random.Generator | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Forward pass into the leading ``len(X)`` rows of the workspace's buffers.
 
         Returns ``(acts, inputs)``: ``acts = [X, A_1, ..., A_{L-1}, Z_L]``, the activations of
@@ -142,7 +142,7 @@ class MLP:
         out = np.empty((len(X), self.sizes[-1]), dtype=self.dtype)
         ws = self.workspace(max(1, min(len(X), batch_size)), training=False)
         for lo in range(0, len(X), batch_size):
-            out[lo:lo + batch_size] = self._forward(X[lo:lo + batch_size], ws)[0][-1]
+            out[lo:lo + batch_size] = self.forward(X[lo:lo + batch_size], ws)[0][-1]
         return out
 
     def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
@@ -192,11 +192,28 @@ class MLP:
                                     or any(r > 0 and ws.mask[l] is None for l, r in enumerate(dropout))):
             raise ValueError(f"dropout {dropout} needs an rng, one rate per weight layer "
                              f"({self.n_layers}) and a workspace made with those rates")
-        acts, inputs = self._forward(X, ws, dropout, rng)
-        grads = ws.grads
-        # acts[-1] becomes delta = (A - Y) / m, and the output bias gets its gradient
-        loss, n_correct = softmax_cross_entropy_step(acts[-1], y, label_smoothing, grads[-1])
-        delta = acts[-1]
+        acts, inputs = self.forward(X, ws, dropout, rng)
+        # the logits acts[-1] become delta = (A - Y) / m, and the output bias gets its gradient
+        loss, n_correct = softmax_cross_entropy_step(acts[-1], y, label_smoothing, ws.grads[-1])
+        return loss, self.backward(acts, inputs, ws), n_correct
+
+    def backward(self, acts: list[np.ndarray], inputs: list[np.ndarray], ws: "Workspace") -> list[np.ndarray]:
+        """Backpropagation from the output delta to every parameter's gradient.
+
+        ``acts`` and ``inputs`` are what :meth:`forward` returned for a batch of ``m`` rows,
+        except that ``acts[-1]`` already holds the output delta ``Δ_L = ∂J/∂Z_L = (A - Y) / m``
+        and ``ws.grads[-1]`` its column sums ``∂J/∂b_L``
+        (:func:`~softmax_cli.nn.functional.softmax_cross_entropy_step` writes both). Then, for
+        ``l = L, ..., 1`` (``docs/math.md``, "The backward pass through hidden layers"):
+        ``∂J/∂W_l = A_{l-1}ᵀ Δ_l`` and, above the first layer, ``Δ_{l-1} = (Δ_l W_lᵀ) ⊙
+        f'(Z_{l-1})`` (times the dropout mask of layer ``l``'s input, when it had one) with
+        ``∂J/∂b_{l-1}`` its column sums.
+
+        Returns:
+            ``[dJ/dW0, dJ/db0, ...]`` matching :attr:`params`: the workspace's arrays.
+        """
+        m = len(acts[0])
+        grads, delta = ws.grads, acts[-1]
         grad_fn = ACTIVATION_GRADS[self.activation]
         for l in range(self.n_layers - 1, -1, -1):
             np.matmul(inputs[l].T, delta, out=grads[2 * l])
@@ -206,7 +223,7 @@ class MLP:
                     back *= ws.mask[l][:m]          # through the dropout of layer l's input
                 # delta_{l-1}, and with it dJ/db_{l-1}, its column sums
                 delta = grad_fn(acts[l], back, grads[2 * l - 1])
-        return loss, grads, n_correct
+        return grads
 
     def apply_max_norm(self, max_norm: float) -> None:
         """Rescale, in place, each unit's incoming weights (a column ``W_l[:, j]``) whose L2
