@@ -94,19 +94,6 @@ class Checkpoint:
         return softmax(self.logits(X, batch_size), self.temperature)
 
 
-def newest_checkpoint(runs: Path = Path("runs")) -> Path:
-    """The most recently written ``runs/*/best.npz``.
-
-    Raises:
-        UserError: there is none.
-    """
-    found = sorted(Path(runs).glob("*/best.npz"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"{runs}: no */best.npz found; train a model first "
-                        f"(softmax train configs/digits.yaml) or pass --checkpoint")
-    return found[-1]
-
-
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it.
 

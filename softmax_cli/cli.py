@@ -354,50 +354,68 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
                                               help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
                                                    "TIFF, WebP, ...), folders (searched recursively) or glob "
                                                    "patterns such as 'scans/**/*.jpg'."),
-            checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", readable=False,
-                                                      help="Checkpoint; default: the newest runs/*/best.npz."),
+            checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", metavar="FILE|NAME",
+                                                     show_default=False,
+                                                     help="A checkpoint file, or a shipped model's name (mnist); "
+                                                          "default: the shipped MNIST model."),
             top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the k most probable classes."),
-            as_json: bool = typer.Option(False, "--json", help="One JSON object per image."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON document: an array with an "
+                                                               "object per input."),
+            as_jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per input, a line each."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", show_default=False,
-                                                  help="Write path,class,probability,top1_class,... to this "
-                                                       "CSV file instead of the table; an existing file is "
-                                                       "never overwritten (NAME-2.csv, ... instead)."),
+                                                  help="Write path,class,probability,top1_class,...,checkpoint,"
+                                                       "error to this CSV file (one row per input, in order) "
+                                                       "instead of the table; an existing file is never "
+                                                       "overwritten (NAME-2.csv, ... instead)."),
             reject_threshold: float = typer.Option(0.0, "--reject-threshold", metavar="P",
                                                    help="Answer 'unknown' when the highest class "
-                                                        "probability is below P (0 to 1).")) -> None:
+                                                        "probability is below P (0 to 1)."),
+            save_inputs_to: Optional[Path] = typer.Option(
+                None, "--save-inputs", metavar="DIR", show_default=False,
+                help="Also write what the model saw for each image, enlarged, as DIR/<n>-<name>.png "
+                     "(DIR: a new or empty folder).")) -> None:
     """Classify images; files that cannot be read are reported, skipped, and make the exit code 1."""
-    from .checkpoint import load_checkpoint, newest_checkpoint
-    from .data.images import find_files
+    from .checkpoint import load_checkpoint
     from .metrics import check_threshold
-    from .predict import UNKNOWN, check_output, classify, format_table, write_csv
+    from .models import SHIPPED, resolve_checkpoint
+    from .predict import (UNKNOWN, answer, check_inputs_folder, check_output, format_table, read_inputs,
+                          save_inputs, write_csv)
 
+    if as_json and as_jsonl:
+        raise UserError("--json and --jsonl: choose one (--json: one document, --jsonl: a line per input)")
     check_threshold("--reject-threshold", reject_threshold)
     if output is not None:
         check_output(output)
+    if save_inputs_to is not None:
+        check_inputs_folder(save_inputs_to)
+    choice = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(choice.path)
     if checkpoint is None:
-        checkpoint = newest_checkpoint()
-        _err(f"using checkpoint {checkpoint}")
-    ckpt = load_checkpoint(checkpoint)
+        _err(f"using the shipped model {choice.name} ({SHIPPED[choice.name].about}); -c FILE for another")
     if reject_threshold > 0 and UNKNOWN in ckpt.classes:
-        raise UserError(f"{checkpoint}: --reject-threshold answers {UNKNOWN!r}, which is also the name of "
+        raise UserError(f"{choice.name}: --reject-threshold answers {UNKNOWN!r}, which is also the name of "
                         f"one of this model's classes")
-    failed = []
-
-    def report(exc: UserError) -> None:
-        failed.append(exc)
-        _err(f"softmax: error: {exc}")
-
-    preds = classify(ckpt, find_files(paths), top_k, reject_threshold, on_error=report)
+    inputs = read_inputs(ckpt, paths, on_error=lambda exc: _err(f"softmax: error: {exc}"))
+    preds = answer(ckpt, inputs, top_k, reject_threshold)
+    answered = sum(p.error is None for p in preds)
     if as_json:
+        typer.echo(_json([p.to_record(choice.name) for p in preds]))
+    elif as_jsonl:
         for p in preds:
-            typer.echo(_json(p.to_json()))
-    elif output is None and preds:
-        typer.echo(format_table(preds))
+            typer.echo(_json(p.to_record(choice.name)))
+    elif output is None and answered:
+        typer.echo(format_table(preds, choice.name))
     if output is not None and preds:
-        written = write_csv(output, preds)
+        written = write_csv(output, preds, choice.name)
         note = f" ({output} exists and was left as it was)" if written != output else ""
-        _err(f"wrote {len(preds)} prediction{'s' if len(preds) != 1 else ''} to {written}{note}")
-    if failed:
+        failed = len(preds) - answered
+        rows = f"{answered} prediction{'s' if answered != 1 else ''}" + (
+            f" and {failed} error row{'s' if failed != 1 else ''}" if failed else "")
+        _err(f"wrote {rows} to {written}{note}")
+    if save_inputs_to is not None and answered:
+        n = save_inputs(save_inputs_to, inputs, ckpt.image_shape, ckpt.preprocessor.pixel_max)
+        _err(f"wrote {n} model input{'s' if n != 1 else ''} to {save_inputs_to}")
+    if answered < len(preds):
         raise typer.Exit(EXIT_FAILURE)
 
 

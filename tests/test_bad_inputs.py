@@ -584,8 +584,8 @@ def test_bad_image(tmp_path, checkpoint, build, fragments):
     proc = run_softmax("predict", "-c", checkpoint, good[0], bad, good[1], cwd=tmp_path)
     assert_user_error(proc, *fragments, code=1)
     rows = proc.stdout.splitlines()
-    assert rows[0].split() == ["path", "class", "probability"]
-    assert [r.split()[0] for r in rows[1:]] == [str(g) for g in good]
+    assert rows[0] == f"checkpoint  {checkpoint}" and rows[1].split() == ["path", "class", "probability"]
+    assert [r.split()[0] for r in rows[2:]] == [str(g) for g in good]
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -616,6 +616,22 @@ def test_reject_threshold_refused_for_a_model_with_a_class_named_unknown(tmp_pat
     assert run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", cwd=tmp_path).returncode == 0
 
 
-def test_predict_without_any_checkpoint(tmp_path):
-    _png(0)(tmp_path)
-    assert_user_error(run_softmax("predict", "img.png", cwd=tmp_path), "runs", "no */best.npz", "--checkpoint")
+@pytest.mark.parametrize("args, fragments", [
+    pytest.param(["-c", "mnsit"], ("mnsit", "checkpoint not found", "neither a file nor a shipped model: mnist"),
+                 id="checkpoint_name_misspelt"),
+    pytest.param(["-c", "mnist"], ("mnist", "both a shipped model's name and a file here", "./mnist"),
+                 id="checkpoint_name_is_also_a_file"),
+    pytest.param(["--json", "--jsonl"], ("--json and --jsonl", "choose one"), id="json_and_jsonl"),
+    pytest.param(["--save-inputs", "mnist"], ("mnist", "--save-inputs is not a folder"), id="save_inputs_file"),
+    pytest.param(["--save-inputs", "full"], ("full", "--save-inputs", "not empty"), id="save_inputs_not_empty"),
+    pytest.param(["--save-inputs", "no/such/dir"], ("no/such/dir", "--save-inputs", "does not exist"),
+                 id="save_inputs_parent_missing"),
+])
+def test_predict_bad_checkpoint_name_or_output_option(tmp_path, args, fragments):
+    (tmp_path / "mnist").write_text("a file that happens to be called mnist\n")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.png").write_bytes(b"kept")
+    before = sorted(tmp_path.rglob("*"))
+    proc = run_softmax("predict", SAMPLES / "mnist-3.png", *args, cwd=tmp_path)
+    assert_user_error(proc, *fragments)
+    assert proc.stdout == "" and sorted(tmp_path.rglob("*")) == before

@@ -240,7 +240,7 @@ def test_predict_refuses_fifos_but_classifies_the_other_images(tmp_path):
         "softmax: error: pipe.png: not a regular file, expected an image file",
         "softmax: error: scans/in-folder.png: not a regular file, expected an image file",
         "softmax: error: scans/in-folder.png: not a regular file, expected an image file"]
-    assert [r.split()[0] for r in proc.stdout.splitlines()[1:]] == [str(SAMPLES / "digits-3.png"), "scans/ok.png",
+    assert [r.split()[0] for r in proc.stdout.splitlines()[2:]] == [str(SAMPLES / "digits-3.png"), "scans/ok.png",
                                                                     "scans/ok.png"]
 
 
@@ -364,7 +364,8 @@ def test_predict_csv_and_per_class_csv_hold_no_live_formula(tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "p.csv", newline="") as f:
         _, row = list(csv.reader(f))
-    cells = [c for c in row if not c.replace(".", "").replace("e-", "").isdigit()]
+    assert row[-2:] == [str(ckpt), ""]                          # the checkpoint column, no error
+    cells = [c for c in row[:-2] if not c.replace(".", "").replace("e-", "").isdigit()]
     assert cells[0] == "'@img.png" and all(c[0] == "'" or c == "-1" for c in cells)
     assert sorted(cells[2:]) == sorted(["'+SUM(1)", "-1", "'=1+2", "'@x"])
 
