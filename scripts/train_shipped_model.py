@@ -7,8 +7,10 @@ Training is ``softmax train configs/mnist-shipped.yaml --set data.root=MNIST`` t
 real command line, in a work folder (``--work``, default a new temporary one), with MNIST's
 IDX files from ``--mnist`` (default ``$SOFTMAX_MNIST_DIR`` or the download cache, see
 :func:`softmax_cli.cache.mnist_dir`). A run's config holds its data paths resolved, so the
-packaging puts back the config file's own relative values (``data/mnist``) and describes the
-data by name: the shipped checkpoint names no path of the machine that built it.
+packaging names the data by name (``data.source: mnist``, downloaded and verified wherever
+the checkpoint is evaluated): the shipped checkpoint names no path of the machine that
+built it. It also fits the calibration temperature on the validation split (as ``softmax
+train`` does; ``--repackage`` redoes the packaging of the shipped file alone).
 
 Packaging takes the run's ``best.npz``, stores its weights and biases as float16 (half the
 size; they are read back as float32, the model's dtype, by ``load_checkpoint``), measures the
@@ -35,7 +37,8 @@ CONFIG = ROOT / "configs" / "mnist-shipped.yaml"
 TARGET = ROOT / "softmax_cli" / "models" / "mnist.npz"
 MAX_BYTES = 2_000_000
 MIN_ACCURACY = 0.99
-PATH_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels")
+PATH_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels",
+             "cache_dir", "sha256sums")
 
 
 def train(config: Path, mnist: Path, work: Path) -> Path:
@@ -79,37 +82,63 @@ def write(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     np.savez_compressed(path, **{**arrays, "metadata": np.array(json.dumps(meta))})
 
 
-def neutralise_paths(meta: dict, config: Path) -> None:
-    """Put the config file's own (relative) data paths back into ``meta["config"]``, in place
-    of the resolved ones a run records, and describe the data as the config names it."""
-    import yaml
+def neutralise_paths(meta: dict) -> None:
+    """Make ``meta["config"]`` name MNIST by name (``data.source: mnist``, downloaded and
+    verified wherever the checkpoint is used) instead of the local copy it was trained from,
+    and describe the data so.
 
-    given = yaml.safe_load(config.read_text(encoding="utf-8"))["data"]
+    The split fingerprints are dropped: the copy this is trained on may be a rebuilt MNIST
+    whose pixels differ slightly from the official files (see ``$SOFTMAX_MNIST_DIR``), and a
+    fingerprint of it would make ``softmax eval`` refuse the official test set."""
     data = meta["config"]["data"]
     for key in PATH_KEYS:
-        if data.get(key) is not None:
-            data[key] = given.get(key)
-    meta["data"] = f"MNIST, IDX files in {given['root']}"
+        data[key] = None
+    data["source"] = "mnist"
+    meta["data"] = "MNIST (data.source: mnist)"
+    meta.pop("splits", None)
 
 
-def package(run: Path, mnist: Path, target: Path, config: Path = CONFIG) -> tuple[float, int]:
-    """Turn ``run/best.npz`` into the shipped file ``target``; return (test accuracy, bytes)."""
-    with np.load(run / "best.npz", allow_pickle=False) as npz:
+def calibrate(draft: Path, mnist: Path, meta: dict) -> dict:
+    """Temperature scaling of the stored weights in ``draft``, fitted on the run's validation
+    split (its seed and val_fraction) of the MNIST copy in ``mnist``: the record
+    ``softmax train`` writes as ``metadata["calibration"]``."""
+    from softmax_cli.calibration import calibration_record
+    from softmax_cli.checkpoint import load_checkpoint
+    from softmax_cli.config import config_from_dict
+    from softmax_cli.experiment import prepare_data
+
+    raw = json.loads(json.dumps(meta["config"]))
+    raw["data"].update(source="idx", root=str(mnist))
+    raw["data"] = {k: v for k, v in raw["data"].items() if v is not None}
+    cfg = config_from_dict(raw, origin="the shipped model's config")
+    ds, splits = prepare_data(cfg)
+    ckpt = load_checkpoint(draft)
+    index = np.array([ckpt.classes.index(c) for c in ds.classes])
+    return calibration_record(ckpt.logits(splits.X_val), index[splits.y_val],
+                              ckpt.logits(splits.X_test), index[splits.y_test])
+
+
+def package(best: Path, mnist: Path, target: Path) -> tuple[float, int]:
+    """Turn the checkpoint ``best`` (a run's ``best.npz``, or the shipped file itself, to
+    package it again) into the shipped file ``target``; return (test accuracy, bytes)."""
+    with np.load(best, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files if name != "metadata" and not name.startswith("opt_")}
         meta = json.loads(str(npz["metadata"]))
-    neutralise_paths(meta, config)
+    neutralise_paths(meta)
     found = absolute_paths(meta)
     if found or str(mnist.resolve()) in json.dumps(meta):
         raise SystemExit(f"the checkpoint's metadata still holds this machine's paths: {found or mnist}")
-    float32_acc = meta["metrics"].get("test_acc")
+    float32_acc = meta.get("shipped", {}).get("float32_test_acc", meta["metrics"].get("test_acc"))
     for name in list(arrays):
         if name[0] in "Wb" and name[1:].isdigit():
             arrays[name] = arrays[name].astype(np.float16)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         draft = Path(tmp) / "draft.npz"
+        meta.pop("calibration", None)
         write(draft, arrays, meta)
         acc, n = test_accuracy(draft, mnist)
+        meta["calibration"] = calibrate(draft, mnist, meta)
     meta["metrics"] = {**meta["metrics"], "test_acc": acc}
     meta["metrics"].pop("test_loss", None)       # measured on the float32 weights, not these
     meta["shipped"] = {"weights_stored_as": "float16", "test_acc": acc, "n_test": n,
@@ -129,15 +158,22 @@ def main() -> None:
     parser.add_argument("--mnist", type=Path, default=None, help="folder of MNIST's four IDX files")
     parser.add_argument("--work", type=Path, default=None, help="folder to train in (default: a new temporary one)")
     parser.add_argument("--run", type=Path, default=None, help="package this finished run instead of training")
+    parser.add_argument("--repackage", action="store_true",
+                        help="package the shipped file again (its metadata and calibration) without training")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--out", type=Path, default=TARGET)
     args = parser.parse_args()
     mnist = args.mnist or mnist_dir()
-    run = args.run
-    if run is None:
-        work = args.work or Path(tempfile.mkdtemp(prefix="softmax-shipped-"))
-        run = train(args.config.resolve(), mnist, work)
-    acc, size = package(run, mnist, args.out, args.config.resolve())
+    if args.repackage:
+        best = Path(tempfile.mkdtemp(prefix="softmax-shipped-")) / "shipped.npz"
+        best.write_bytes(args.out.read_bytes())
+    else:
+        run = args.run
+        if run is None:
+            work = args.work or Path(tempfile.mkdtemp(prefix="softmax-shipped-"))
+            run = train(args.config.resolve(), mnist, work)
+        best = run / "best.npz"
+    acc, size = package(best, mnist, args.out)
     print(f"{args.out}: {size:,} bytes, MNIST test accuracy {acc:.4f} (weights stored as float16)")
     if size > MAX_BYTES or acc < MIN_ACCURACY:
         print(f"FAILED: the shipped model must be at most {MAX_BYTES:,} bytes and reach {MIN_ACCURACY}",

@@ -47,7 +47,10 @@ def test_the_shipped_model_is_small_and_names_no_path_of_the_machine_that_built_
         assert {npz[f"W{i}"].dtype for i in range(ckpt.model.n_layers)} == {np.dtype(np.float16)}
     found = [s for s in _strings(ckpt.meta) if os.path.isabs(s) or "/work/" in s or "/tmp/" in s]
     assert found == []
-    assert ckpt.meta["config"]["data"]["root"] == "data/mnist"        # as configs/mnist-shipped.yaml has it
+    data = ckpt.meta["config"]["data"]
+    assert data["source"] == "mnist" and data["root"] is None         # by name: downloaded where it is used
+    assert "splits" not in ckpt.meta             # trained on a local copy, maybe not the official files' bytes
+    assert 0.5 < ckpt.temperature < 2 and ckpt.meta["calibration"]["fitted_on"] == "val"
     shipped = ckpt.meta["shipped"]
     assert shipped["weights_stored_as"] == "float16" and shipped["test_acc"] >= 0.99
     assert (REPO / shipped["built_by"]).is_file() and (REPO / shipped["config"]).is_file()
@@ -110,7 +113,7 @@ def test_the_build_script_stores_float16_measures_the_stored_file_and_drops_path
     run_dir = tmp_path / summary["run_dir"]
     with np.load(run_dir / "best.npz") as npz:
         assert str(MNIST.resolve()) in str(npz["metadata"])   # a run records its resolved data path
-    accuracy, size = _load_script().package(run_dir, MNIST, tmp_path / "m.npz")
+    accuracy, size = _load_script().package(run_dir / "best.npz", MNIST, tmp_path / "m.npz")
     ckpt = load_checkpoint(tmp_path / "m.npz")
     assert size == (tmp_path / "m.npz").stat().st_size
     with np.load(tmp_path / "m.npz") as npz:
@@ -120,4 +123,8 @@ def test_the_build_script_stores_float16_measures_the_stored_file_and_drops_path
     assert ckpt.meta["shipped"]["float32_test_acc"] == summary["test_acc"]
     assert abs(accuracy - summary["test_acc"]) < 0.002    # float16 weights: at most a few answers change
     assert [s for s in _strings(ckpt.meta) if os.path.isabs(s)] == []
-    assert ckpt.meta["data"] == "MNIST, IDX files in data/mnist" and ckpt.meta["config"]["data"]["root"] == "data/mnist"
+    assert ckpt.meta["data"] == "MNIST (data.source: mnist)" and ckpt.meta["config"]["data"]["root"] is None
+    assert ckpt.meta["config"]["data"]["source"] == "mnist" and "splits" not in ckpt.meta
+    # the calibration temperature is fitted on the stored weights, on the run's validation split
+    assert ckpt.meta["calibration"]["temperature"] == ckpt.temperature != 1.0
+    assert ckpt.meta["calibration"]["val_nll_after"] <= ckpt.meta["calibration"]["val_nll_before"]
