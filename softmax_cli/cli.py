@@ -270,7 +270,8 @@ def _print_summary(summary: dict) -> None:
 # ------------------------------------------------------------------------------- eval
 @app.command("eval")
 @_handle_errors
-def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz) or a "
+                                                     "shipped model's name (mnist).",
                                            show_default=False, readable=False),
           split: str = typer.Option("test", "--split", help="test, val or train."),
           data: Optional[Path] = typer.Option(None, "--data", readable=False, help="Evaluate on this config's data "
@@ -303,7 +304,7 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         from .report import check_report_dir
 
         check_report_dir(report_dir)          # refused before the (longer) evaluation
-    ckpt = load_checkpoint(checkpoint)     # before the heavy imports: a bad file is refused at once
+    ckpt = load_checkpoint(_checkpoint_path(checkpoint))   # before the heavy imports: a bad file is refused at once
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     from .experiment import evaluate_checkpoint
 
@@ -314,14 +315,14 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     with _threads(threads):
         ev = run() if data else _read_checkpoint_data(cfg, checkpoint, "eval", run)
     if data is None and "splits" not in ckpt.meta:
-        _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax): "
+        _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax, or a shipped model): "
              f"its {split} split was made again from its config, unchecked")
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     rejects = reject_report(ev, thresholds)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
               "accuracy": ev.accuracy, "nll": ev.loss, "ece": ev.ece, "temperature": ev.temperature,
-              **report, "reject_report": rejects}
+              "uncalibrated_loss": ev.uncalibrated_loss, **report, "reject_report": rejects}
     if report_dir is not None:
         from .report import write_report
 
@@ -334,9 +335,10 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         typer.echo(_json(result))
         return
     names = [printable(c) for c in ckpt.classes]       # a class name may hold a newline or an escape
-    calibrated = f", temperature {ev.temperature:.3f}" if ev.temperature != 1.0 else ", uncalibrated"
+    calibrated = (f", temperature {ev.temperature:.3f}; {ev.uncalibrated_loss:.4f} at T = 1, as in the curves)"
+                  if ev.temperature != 1.0 else ", uncalibrated)")
     typer.echo(f"checkpoint  {printable(str(checkpoint))}\nsplit       {split} ({len(y)} images)\n"
-               f"loss        {ev.loss:.4f} (negative log-likelihood, nats{calibrated})\n"
+               f"loss        {ev.loss:.4f} (negative log-likelihood, nats{calibrated}\n"
                f"accuracy    {ev.accuracy:.4f}\n"
                f"ECE         {ev.ece:.4f} (expected calibration error, 15 bins)\n")
     typer.echo(format_confusion_matrix(report["confusion_matrix"], names))
@@ -422,7 +424,8 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
 # ---------------------------------------------------------------------------- inspect
 @app.command("inspect")
 @_handle_errors
-def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz) or a "
+                                                        "shipped model's name (mnist).",
                                               show_default=False, readable=False),
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
              weights: Optional[Path] = typer.Option(
@@ -442,7 +445,7 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
             raise UserError(f"{weights}: --weights: the directory {weights.parent} does not exist")
         if weights.exists():
             raise UserError(f"{weights}: --weights: already exists; choose another name or remove it")
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(_checkpoint_path(checkpoint))
     info = describe_checkpoint(ckpt)
     if weights is not None:
         from .report import plot_weights
@@ -569,9 +572,15 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
 
 # ------------------------------------------------------------------- export and serve
 def _checkpoint_path(given: Path) -> Path:
-    """The checkpoint file that export's and serve's CKPT names. (Once the shipped-models
-    registry ``softmax_cli.models`` lands, a model's name too: ``return models.resolve(given)``.)"""
-    return given
+    """The checkpoint file that export's and serve's CKPT names: a path, or a shipped model's
+    name (``mnist``), resolved as predict's ``--checkpoint`` is (:func:`softmax_cli.models.resolve_checkpoint`).
+
+    Raises:
+        UserError: as ``resolve_checkpoint``.
+    """
+    from .models import resolve_checkpoint
+
+    return resolve_checkpoint(given).path
 
 
 def _needs(extra: str, *modules: str) -> None:
@@ -581,26 +590,6 @@ def _needs(extra: str, *modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"this command needs {' and '.join(missing)}: pip install 'softmax-cli[{extra}]'")
-
-
-def _sigterm_interrupts():
-    """A context in which SIGTERM raises KeyboardInterrupt, as Ctrl-C (SIGINT) does: exit 130
-    and one line, and ``finally`` blocks (a partial file removed) run."""
-    import contextlib
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def context():
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    return context()
 
 
 @app.command("export")
@@ -620,34 +609,33 @@ def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g.
                                              "with the checkpoint's (at most 1e-5 apart, the same classes)."),
             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Export a checkpoint as an ONNX model: raw pixels in, logits and probabilities out."""
-    with _sigterm_interrupts():
-        if format_ != "onnx":
-            raise UserError(f"--format: expected onnx, got {format_!r}")
-        _needs("export", "onnx", "onnxruntime")
-        from . import export
-        from .checkpoint import load_checkpoint
-        from .predict import check_output, write_new_file
+    if format_ != "onnx":
+        raise UserError(f"--format: expected onnx, got {format_!r}")
+    _needs("export", "onnx", "onnxruntime")
+    from . import export
+    from .checkpoint import load_checkpoint
+    from .predict import check_output, write_new_file
 
-        path = _checkpoint_path(checkpoint)
-        target = output if output is not None else export.default_output(path)
-        check_output(target, "--output", "model.onnx")
-        ckpt = load_checkpoint(path)
-        opset = export.DEFAULT_OPSET if opset is None else opset
-        data = export.to_onnx(ckpt, opset).SerializeToString()
-        check = None
-        if verify:      # the test split a checkpoint's config names: announced, its content never quoted
-            from .config import config_from_dict
+    path = _checkpoint_path(checkpoint)
+    target = output if output is not None else export.default_output(path)
+    check_output(target, "--output", "model.onnx")
+    ckpt = load_checkpoint(path)
+    opset = export.DEFAULT_OPSET if opset is None else opset
+    data = export.to_onnx(ckpt, opset).SerializeToString()
+    check = None
+    if verify:      # the test split a checkpoint's config names: announced, its content never quoted
+        from .config import config_from_dict
 
-            cfg = config_from_dict(ckpt.meta["config"], origin=f"{path} (config)")
-            rows = _read_checkpoint_data(cfg, path, "export --verify", lambda: export.test_rows(ckpt))
-            check = export.verify(ckpt, data, rows)
-        written = None
-        if check is None or check.ok:
-            written = write_new_file(target, data, "--output")
-            if written != target:
-                _err(f"{target} exists and was left as it was; wrote {written}")
-        result = export.summary(ckpt, written, len(data), opset, check)
-        typer.echo(json.dumps(result) if as_json else export.format_summary(result))
+        cfg = config_from_dict(ckpt.meta["config"], origin=f"{path} (config)")
+        rows = _read_checkpoint_data(cfg, path, "export --verify", lambda: export.test_rows(ckpt))
+        check = export.verify(ckpt, data, rows)
+    written = None
+    if check is None or check.ok:
+        written = write_new_file(target, data, "--output")
+        if written != target:
+            _err(f"{target} exists and was left as it was; wrote {written}")
+    result = export.summary(ckpt, written, len(data), opset, check)
+    typer.echo(json.dumps(result) if as_json else export.format_summary(result))
     if written is None:
         _err(f"softmax: error: {path}: the exported model does not match the checkpoint (largest difference "
              f"of probabilities {check.max_abs_diff:.3g}, {check.classes_differ} classes differ); nothing written")
@@ -669,33 +657,32 @@ def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
                                         help="uvicorn's log level: critical, error, warning, info (adds a "
                                              "line per request) or debug.")) -> None:
     """Serve a checkpoint over HTTP: POST /predict, GET /model, a page to draw a digit on at /."""
-    with _sigterm_interrupts():
-        _needs("serve", "fastapi", "uvicorn", "multipart")
-        from .checkpoint import load_checkpoint
-        from .serve.server import LOG_LEVELS, run
+    _needs("serve", "fastapi", "uvicorn", "multipart")
+    from .checkpoint import load_checkpoint
+    from .serve.server import LOG_LEVELS, run
 
-        if log_level not in LOG_LEVELS:
-            raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
-        path = _checkpoint_path(checkpoint)
-        ckpt = load_checkpoint(path)
-        sizes = "-".join(map(str, ckpt.model.sizes))
+    if log_level not in LOG_LEVELS:
+        raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    path = _checkpoint_path(checkpoint)
+    ckpt = load_checkpoint(path)
+    sizes = "-".join(map(str, ckpt.model.sizes))
 
-        def announce(url: str) -> None:
-            _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
-                 f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
-                 f"{url}docs; Ctrl-C to stop")
+    def announce(url: str) -> None:
+        _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
+             f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
+             f"{url}docs; Ctrl-C to stop")
 
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
-                 f"(it has no authentication)")
-        try:
-            run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
-        except KeyboardInterrupt:
-            _err("softmax: interrupted; the server stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except RuntimeError as exc:
-            _err(f"softmax: error: {exc}")
-            raise typer.Exit(EXIT_FAILURE) from None
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
+             f"(it has no authentication)")
+    try:
+        run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
+    except KeyboardInterrupt:
+        _err("softmax: interrupted; the server stopped")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RuntimeError as exc:
+        _err(f"softmax: error: {exc}")
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 def main() -> None:

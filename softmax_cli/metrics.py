@@ -33,6 +33,9 @@ class Evaluation:
             NaN when not measured.
         temperature: ``T`` of ``proba = softmax(logits / T)`` (1: uncalibrated).
         logits: (n, K) the model's logits, before the temperature (when kept).
+        uncalibrated_loss: mean cross-entropy (nats) of ``softmax(logits)``, T = 1: the
+            ``val_loss`` the training curves and ``metrics.csv`` show; equal to ``loss``
+            when the temperature is 1.
     """
 
     loss: float
@@ -44,6 +47,7 @@ class Evaluation:
     ece: float = float("nan")
     temperature: float = 1.0
     logits: np.ndarray | None = None
+    uncalibrated_loss: float = float("nan")
 
 
 def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, temperature: float = 1.0,
@@ -68,9 +72,11 @@ def evaluate_logits(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0,
     from sklearn.metrics import accuracy_score
 
     y_pred = logits.argmax(axis=1)
-    loss = cross_entropy(logits if temperature == 1.0 else logits / logits.dtype.type(temperature), y)
+    uncalibrated = cross_entropy(logits, y)
+    loss = uncalibrated if temperature == 1.0 else cross_entropy(logits / logits.dtype.type(temperature), y)
     ev = Evaluation(loss=loss, accuracy=float(accuracy_score(y, y_pred)), y_true=y, y_pred=y_pred,
-                    proba=softmax(logits, temperature), temperature=float(temperature))
+                    proba=softmax(logits, temperature), temperature=float(temperature),
+                    uncalibrated_loss=uncalibrated)
     if calibration and len(y):
         from .calibration import expected_calibration_error
 

@@ -142,7 +142,8 @@ def test_predict_sample_pngs_with_a_checkpoint_file(digits_run):
     ckpt = load_checkpoint(digits_run["best_checkpoint"])
     rows = np.stack([image_to_input(f, ckpt.image_shape, ckpt.preprocessor.pixel_max, ckpt.meta["image_style"])
                      for f in files])
-    proba = ckpt.model.predict_proba(ckpt.preprocessor.transform(rows))
+    proba = ckpt.predict_proba(rows)                           # calibrated: softmax(logits / T)
+    assert ckpt.temperature != 1.0
     for p, expected in zip(preds, proba):
         assert p["class"] == ckpt.classes[expected.argmax()]
         assert p["probability"] == pytest.approx(float(expected.max()), rel=1e-6)
@@ -301,7 +302,9 @@ def test_eval_val_split_reproduces_the_best_epoch_row(digits_run):
         row = list(csv.DictReader(f))[digits_run["best_epoch"] - 1]
     val = json.loads(run_softmax("eval", digits_run["best_checkpoint"], "--split", "val", "--json",
                                  cwd=digits_run["cwd"]).stdout)
-    assert val["loss"] == pytest.approx(float(row["val_loss"]), rel=1e-6)   # best.npz is that epoch
+    # best.npz is that epoch; the curves show the loss before temperature scaling
+    assert val["uncalibrated_loss"] == pytest.approx(float(row["val_loss"]), rel=1e-6)
+    assert val["temperature"] != 1.0 and val["loss"] < val["uncalibrated_loss"]  # T fitted on val lowers its NLL
     assert val["accuracy"] == pytest.approx(float(row["val_acc"]), abs=1e-12)
 
 

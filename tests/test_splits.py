@@ -128,6 +128,6 @@ def test_a_checkpoint_without_fingerprints_still_evaluates_with_a_note(csv_run, 
     assert proc.returncode == 0, proc.stderr
     assert _besides_the_announcement(proc.stderr) == [
         f"softmax: note: {tmp_path / 'old.npz'} records no fingerprints of its splits "
-        "(an older softmax): its test split was made again from its config, unchecked"]
+        "(an older softmax, or a shipped model): its test split was made again from its config, unchecked"]
     ours = json.loads(run_softmax("eval", "runs/cfg/best.npz", "--json", cwd=csv_run).stdout)
     assert json.loads(proc.stdout)["accuracy"] == ours["accuracy"]
