@@ -43,11 +43,13 @@ class _Surplus(Exception):
 
 
 class Signals:
-    """SIGINT and SIGTERM in a worker: the first raises KeyboardInterrupt (when outside
-    training, whose engine catches them itself), later ones are only noted; and every signal,
-    caught by whichever handler, is seen through a wake-up pipe (``signal.set_wakeup_fd``),
-    so that one the engine took at the end of a trial still stops the sweep. A context
-    manager: the previous handlers and wake-up fd come back on leaving."""
+    """SIGINT and SIGTERM in a worker, noted and never raised: an exception raised at an
+    arbitrary point could cut a write to the study's storage in half (a journal entry, its
+    file lock). Training stops on them by itself (the engine's own handlers, or
+    :class:`~.trial.Reporter` after the epoch); between trials the worker stops before
+    asking for the next. Every signal, caught by whichever handler, is seen through a wake-up
+    pipe (``signal.set_wakeup_fd``). A context manager: the previous handlers and wake-up fd
+    come back on leaving."""
 
     def __init__(self):
         self.received: list[str] = []
@@ -68,10 +70,7 @@ class Signals:
         os.close(self._write_fd)
 
     def _handler(self, signum, frame) -> None:
-        first = not self.received
         self.received.append(signal.Signals(signum).name)
-        if first:
-            raise KeyboardInterrupt
 
     def arrived(self) -> bool:
         """Whether a signal arrived since the worker started (whoever handled it)."""
@@ -140,6 +139,8 @@ def _optimize(sweep: Sweep, index: int, signals: Signals) -> int:
     study = open_study(sweep, storage, optuna.samplers.TPESampler(seed=seed), make_pruner(sweep))
 
     def objective(trial) -> float:
+        if signals.arrived():        # between the last trial's end and this one's start
+            raise SweepInterrupted("a signal arrived before the trial started")
         if counted(study, before=trial.number) >= sweep.trials:
             trial.set_user_attr("surplus", True)
             study.stop()
@@ -154,7 +155,7 @@ def _optimize(sweep: Sweep, index: int, signals: Signals) -> int:
             return trial.should_prune()
 
         outcome = run_trial(sweep.config, sweep.space, values, f"trial-{trial.number:04d}", sweep.study_dir,
-                            sweep.metric, report)
+                            sweep.metric, report, signals.arrived)
         for key, value in outcome.attrs().items():
             trial.set_user_attr(key, value)
         print(trial_line(trial.number, outcome, sweep.metric, sweep.space.describe(values)), file=sys.stderr,

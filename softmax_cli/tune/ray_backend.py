@@ -172,7 +172,8 @@ def _fit(sweep: Sweep, study, n: int) -> bool:
         trainable,
         tune_config=tune.TuneConfig(metric=OBJECTIVE, mode=mode, search_alg=_searcher(sweep, study),
                                     scheduler=_scheduler(sweep), num_samples=n, time_budget_s=timeout,
-                                    max_concurrent_trials=sweep.workers if sweep.address else None),
+                                    max_concurrent_trials=sweep.workers if sweep.address else None,
+                                    reuse_actors=True),     # a worker process per CPU, not per trial
         run_config=tune.RunConfig(name=f"sweep-{sweep.sweep_id[:8]}", storage_path=str(sweep.study_dir / "ray"),
                                   verbose=0, log_to_file=True, callbacks=[recorder]))
     with _stdout_to_stderr(), Signals() as signals:

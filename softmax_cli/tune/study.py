@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,6 +30,7 @@ from .trial import METRICS
 JOURNAL = "journal.log"      # the default storage, in the study directory
 LOCK = ".lock"               # held (shared) by every process working on a journal study
 HEARTBEAT_S, GRACE_S = 30, 120   # a database study: a trial without a heartbeat for GRACE_S has died
+CREATE_ATTEMPTS = 5          # opening a new database, which processes started together all create
 PRUNERS = ("median", "halving", "none")
 STUDY_ATTR = "softmax"       # the study's user attribute recording its config, space and metric
 
@@ -141,8 +144,21 @@ def open_storage(sweep: Sweep, create: bool = True):
                 raise UserError(f"{exc.filename or sweep.study_dir}: cannot create the study directory "
                                 f"({exc.strerror or exc})") from None
         return optuna.storages.JournalStorage(JournalFileBackend(str(sweep.study_dir / JOURNAL)))
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     try:
-        return optuna.storages.RDBStorage(sweep.storage, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)     # heartbeats
+                    return optuna.storages.RDBStorage(sweep.storage, heartbeat_interval=HEARTBEAT_S,
+                                                      grace_period=GRACE_S)
+            except (IntegrityError, OperationalError) as exc:
+                # another process created the tables at the same moment: not an unreachable database
+                racing = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+                if not racing or attempt == CREATE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except ModuleNotFoundError as exc:
         raise UserError(f"--storage {storage_label(sweep)}: needs the database driver {exc.name} "
                         f"(pip install it)") from None

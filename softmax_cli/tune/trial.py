@@ -33,6 +33,8 @@ class Outcome:
             config does not fit together, its loss became NaN, ...: ``message`` says what);
             ``interrupted`` (Ctrl-C, SIGTERM: to be run again when the sweep is rerun).
         value: the searched metric of its best epoch (None before a first epoch).
+        val_loss: the validation loss of its best epoch (of equal accuracies, the lower
+            loss is the better trial, as it is the better epoch: :class:`~softmax_cli.engine.Monitor`).
         best_epoch, epochs_run: of its training.
         seconds: wall time of the trial (s).
         test_acc: its best weights' accuracy on the test split (None when not tested).
@@ -42,6 +44,7 @@ class Outcome:
 
     state: Literal["complete", "pruned", "failed", "interrupted"]
     value: float | None = None
+    val_loss: float | None = None
     best_epoch: int = 0
     epochs_run: int = 0
     seconds: float = 0.0
@@ -56,23 +59,31 @@ class Outcome:
 
 class Reporter(Callback):
     """After each epoch: ``report(epoch, best)`` with the best value of ``metric`` so far; a
-    True answer stops the run (the pruner's decision); remembers the run directory.
+    True answer stops the run (the pruner's decision), and so does ``interrupted()`` turning
+    True (a signal the engine did not see: it came before training began); remembers the
+    run directory.
 
     The best value so far, not the epoch's own, is what the trial's final value will be (the
     metric of its best epoch), so a pruner compares like with like at every epoch.
     """
 
-    def __init__(self, metric: str, report: Callable[[int, float], bool]):
+    def __init__(self, metric: str, report: Callable[[int, float], bool],
+                 interrupted: Callable[[], bool] = lambda: False):
         self.metric, self.report, self.maximize = metric, report, METRICS[metric]
+        self.is_interrupted = interrupted
         self.best: float | None = None
         self.epoch = 0
+        self.interrupted = False
         self.run_dir: Path | None = None
 
     def on_epoch_end(self, state, metrics: dict) -> None:
         value, self.epoch = metrics[self.metric], metrics["epoch"]
         if self.best is None or (value > self.best if self.maximize else value < self.best):
             self.best = value
-        if self.report(metrics["epoch"], self.best):
+        if self.is_interrupted():
+            self.interrupted = True
+            self.request_stop(f"interrupted after epoch {metrics['epoch']}")
+        elif self.report(metrics["epoch"], self.best):
             self.request_stop(f"pruned at epoch {metrics['epoch']}")
 
     def on_train_end(self, state, result) -> None:
@@ -95,13 +106,15 @@ def trial_config(base: dict, space: Space, values: dict[str, Any], name: str, ou
 
 
 def run_trial(base: dict, space: Space, values: dict[str, Any], name: str, output_dir: str | Path, metric: str,
-              report: Callable[[int, float], bool]) -> Outcome:
+              report: Callable[[int, float], bool], interrupted: Callable[[], bool] = lambda: False) -> Outcome:
     """Train one trial (see :func:`trial_config`) and say how it ended; never raises for a
     failure of the trial itself (the sweep goes on).
 
     Args:
         values: ``{config key: value}`` sampled for this trial.
         report: called after each epoch with ``(epoch, best value so far)``; True stops it.
+        interrupted: whether a signal arrived that the engine may not have seen (checked
+            after each epoch; True stops the trial as interrupted).
 
     Returns:
         The :class:`Outcome`: complete, pruned, failed (with the message) or interrupted
@@ -113,14 +126,18 @@ def run_trial(base: dict, space: Space, values: dict[str, Any], name: str, outpu
     from ..engine import TrainingInterrupted, train
 
     started = time.perf_counter()
-    reporter = Reporter(metric, report)
+    reporter = Reporter(metric, report, interrupted)
     outcome = Outcome("failed")
     try:
         cfg = trial_config(base, space, values, name, output_dir, metric)
         result = train(cfg, callbacks=[reporter])
         best = result.best.get(metric)
-        outcome = Outcome("pruned" if result.outcome == "stopped" else "complete", best, result.best_epoch,
-                          result.epochs_run, test_acc=result.test_acc, run_dir=str(result.run_dir))
+        state = "complete"
+        if result.outcome == "stopped":
+            state = "interrupted" if reporter.interrupted else "pruned"
+        outcome = Outcome(state, best, result.best.get("val_loss"), result.best_epoch, result.epochs_run,
+                          test_acc=result.test_acc, run_dir=str(result.run_dir),
+                          message=result.stop_reason if state == "interrupted" else None)
     except TrainingInterrupted as exc:
         outcome = Outcome("interrupted", reporter.best, epochs_run=reporter.epoch, message=str(exc).split("; continue with")[0])
     except (UserError, FloatingPointError, MemoryError, OSError) as exc:
