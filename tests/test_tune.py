@@ -238,6 +238,23 @@ def test_run_trial_records_a_bad_combination_as_failed_and_a_pruned_run_as_prune
     assert 0 < pruned.test_acc <= 1          # a stopped run ends as a finished one: its best weights tested
 
 
+@pytest.mark.parametrize("metric, values, best", [("val_acc", [0.5, 0.7, 0.6, 0.8], [0.5, 0.7, 0.7, 0.8]),
+                                                  ("val_loss", [1.0, 0.8, 0.9, 0.7], [1.0, 0.8, 0.8, 0.7])])
+def test_the_reporter_hands_the_pruner_the_best_value_so_far_and_stops_when_told(metric, values, best):
+    from softmax_cli.tune.trial import Reporter
+
+    reported = []
+    reporter = Reporter(metric, lambda epoch, value: reported.append((epoch, value)) or epoch == 4)
+    for epoch, value in enumerate(values, 1):
+        reporter.on_epoch_end(None, {"epoch": epoch, metric: value})
+        assert reporter.stop_reason is None if epoch < 4 else reporter.stop_reason == "pruned at epoch 4"
+    assert reported == list(enumerate(best, 1)) and not reporter.interrupted
+
+    late = Reporter(metric, lambda epoch, value: False, interrupted=lambda: True)   # a signal before training
+    late.on_epoch_end(None, {"epoch": 1, metric: values[0]})
+    assert late.interrupted and late.stop_reason == "interrupted after epoch 1"
+
+
 # ------------------------------------------------------------------ one study shared by two processes
 def test_two_processes_share_one_sqlite_study_and_run_no_trial_twice(tmp_path):
     path = write_space(tmp_path, SPACE)

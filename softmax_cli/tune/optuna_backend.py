@@ -130,13 +130,33 @@ def work(sweep: Sweep, index: int) -> int:
 
 
 def _optimize(sweep: Sweep, index: int, signals: Signals) -> int:
-    """:func:`work` with its signals handled."""
+    """:func:`work` with its signals handled: Optuna's ``Study.optimize`` on the shared study."""
     import optuna
     from threadpoolctl import threadpool_limits
 
     storage = open_storage(sweep, create=False)
     seed = zlib.crc32(f"{sweep.config.get('seed', 0)} {sweep.sweep_id} {index}".encode())
     study = open_study(sweep, storage, optuna.samplers.TPESampler(seed=seed), make_pruner(sweep))
+
+    def after_trial(study, trial) -> None:
+        if signals.arrived() or counted(study) >= sweep.trials:
+            study.stop()
+
+    timeout = None if sweep.timeout is None else max(0.0, sweep.timeout - (time.time() - sweep.started))
+    try:
+        with threadpool_limits(limits=1):
+            if counted(study) < sweep.trials and timeout != 0.0:
+                study.optimize(_objective(sweep, index, study, signals), timeout=timeout, callbacks=[after_trial],
+                               catch=(TrialFailed, _Surplus))
+    except (SweepInterrupted, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED if signals.arrived() else 0
+
+
+def _objective(sweep: Sweep, index: int, study, signals: Signals) -> Callable:
+    """Optuna's objective: sample, train (:func:`~.trial.run_trial`), record; its value is the
+    metric of the trial's best epoch; a pruned, failed or interrupted trial raises."""
+    import optuna
 
     def objective(trial) -> float:
         if signals.arrived():        # between the last trial's end and this one's start
@@ -145,8 +165,7 @@ def _optimize(sweep: Sweep, index: int, signals: Signals) -> int:
             trial.set_user_attr("surplus", True)
             study.stop()
             raise _Surplus
-        sampled = {p.key: suggest(trial, p) for p in sweep.space.params}
-        values = sweep.space.decode(sampled)
+        values = sweep.space.decode({p.key: suggest(trial, p) for p in sweep.space.params})
         for key, value in {"sweep": sweep.sweep_id, "host": socket.gethostname(), "worker": index}.items():
             trial.set_user_attr(key, value)
 
@@ -168,18 +187,7 @@ def _optimize(sweep: Sweep, index: int, signals: Signals) -> int:
             raise SweepInterrupted(outcome.message)
         raise TrialFailed(outcome.message)
 
-    def after_trial(study, trial) -> None:
-        if signals.arrived() or counted(study) >= sweep.trials:
-            study.stop()
-
-    timeout = None if sweep.timeout is None else max(0.0, sweep.timeout - (time.time() - sweep.started))
-    try:
-        with threadpool_limits(limits=1):
-            if counted(study) < sweep.trials and timeout != 0.0:
-                study.optimize(objective, timeout=timeout, callbacks=[after_trial], catch=(TrialFailed, _Surplus))
-    except (SweepInterrupted, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    return EXIT_INTERRUPTED if signals.arrived() else 0
+    return objective
 
 
 def _worker_main(sweep: Sweep, index: int) -> None:

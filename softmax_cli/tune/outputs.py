@@ -105,7 +105,6 @@ def draw_pictures(study, study_dir: Path, metric: str) -> tuple[list[Path], list
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from optuna.exceptions import ExperimentalWarning
     from optuna.visualization import matplotlib as ovm
 
     draws: dict[str, Callable[[], Any]] = {

@@ -19,7 +19,7 @@ import fcntl
 import json
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,7 +52,7 @@ class Sweep:
             asynchronous successive halving) or ``none``.
         backend: ``optuna`` or ``ray``; ``address``: a Ray cluster's (None: start one).
         cpus_per_trial: CPUs Ray reserves per trial.
-        sweep_id: marks the trials this command runs.
+        sweep_id: marks the trials this command runs; ``started``: when it started (``time.time()``).
     """
 
     config: dict
@@ -70,7 +70,6 @@ class Sweep:
     cpus_per_trial: float = 1.0
     sweep_id: str = ""
     started: float = 0.0
-    ray_options: dict = field(default_factory=dict)
 
     @property
     def direction(self) -> str:
