@@ -223,8 +223,13 @@ def memory_and_startup(data: Path) -> list[str]:
         imports = command_seconds([sys.executable, "-c", "import numpy, PIL.Image"])
         helps = command_seconds([SOFTMAX, "--help"])
         predict = command_seconds([SOFTMAX, "predict", str(image), "-c", str(ckpt)])
+        # what reading a photo needs besides (softmax_cli/data/ink.py): the floor under predict's time
+        photo_libs = command_seconds([sys.executable, "-c", "import numpy, PIL.Image, scipy.ndimage; "
+                                      "from skimage.filters import threshold_otsu"])
         print(f"\nstart-up (median of 7): python -c 'import numpy, PIL.Image' {imports:.3f} s, "
-              f"softmax --help {helps:.3f} s, softmax predict one.png {predict:.3f} s")
+              f"softmax --help {helps:.3f} s, softmax predict one.png {predict:.3f} s\n"
+              f"  (the image path's libraries alone, numpy, Pillow, scipy.ndimage and scikit-image's "
+              f"Otsu: {photo_libs:.3f} s = {photo_libs / imports:.2f} x numpy + Pillow)")
         results.append(check(f"predict one image = {predict / imports:.2f} x numpy + Pillow import "
                              f"(target <= 3)", predict / imports <= 3))
 

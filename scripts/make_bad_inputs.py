@@ -127,6 +127,140 @@ def image_cases(out: Path, tmp: Path) -> None:
         write_case(out, f"image-{name}", {**files, "model.npz": model.read_bytes()}, predict + args, expect, code=1)
 
 
+# ================================================================ data formats and readers
+# Cases of helper "data" (issues 16, 18, 19): CSV layouts (delimiters, one-hot labels, pixel
+# ranges), .npz/.npy arrays, named data sets' local copies, and hostile reader input.
+def npz_bytes(**arrays) -> bytes:
+    """An .npz archive of ``arrays`` with fixed zip time stamps (np.savez stamps the time of
+    writing), so that the corpus is the same bytes on every run."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=True)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
+    return buf.getvalue()
+
+
+def npy_bytes(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asanyarray(array), allow_pickle=True)
+    return buf.getvalue()
+
+
+def idx_header(code: int, *shape: int) -> bytes:
+    import struct
+
+    return bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def data_config(data: str) -> str:
+    return f"data: {{{data}}}\ntrain: {{epochs: 1}}\n"
+
+
+ROWS = "0,200,0,180,0\n1,0,210,0,190\n" * 4          # label first, 2x2 pixels
+X4 = np.tile(np.array([[200, 0, 180, 0], [0, 210, 0, 190]], np.uint8), (4, 1)).reshape(8, 2, 2)
+Y4 = np.tile([0, 1], 4)
+
+DATA_CASES = [
+    # name, files, data config (inside data: {...}), fragments
+    ("csv-onehot_too_few_columns", {"train.csv": ROWS},
+     "source: csv, train: train.csv, label_column: onehot_last, image_shape: [2, 2]",
+     ("train.csv", "rows of 5 columns leave 1 for a one-hot label", "at least 2")),
+    ("csv-onehot_not_onehot", {"s.data": "1 0 0.5 0.5 0.5 0.5\n0 1 0.5 0.5 0.5 0.5\n1 1 0.5 0.5 0.5 0.5\n"},
+     "source: csv, train: s.data, label_column: onehot_first, image_shape: [2, 2], pixel_max: 1",
+     ("s.data", "line 3: the 2 label columns (data.label_column onehot_first) are not one-hot", "[1, 1]")),
+    ("csv-onehot_without_image_shape", {"s.data": "1 0 0.5 0.5 0.5 0.5\n"},
+     "source: csv, train: s.data, label_column: onehot_last",
+     ("cfg.yaml", "data.label_column: onehot_last needs data.image_shape")),
+    ("csv-pixel_outside_range", {"u.tsv": "0\t-1\t1\t0.5\t1\n1\t-1\t1.5\t0\t0\n"},
+     "source: csv, train: u.tsv, label_column: first, pixel_range: [-1, 1]",
+     ("u.tsv", "line 2, column 3: pixel value 1.5 outside [-1, 1] (data.pixel_range)")),
+    ("csv-pixel_range_reversed", {"u.tsv": "0\t1\n"}, "source: csv, train: u.tsv, pixel_range: [1, -1]",
+     ("cfg.yaml", "data.pixel_range: expected [background, full ink]", "the first below the second")),
+    ("csv-pixel_range_and_pixel_max", {"u.tsv": "0\t1\n"},
+     "source: csv, train: u.tsv, pixel_range: [0, 1], pixel_max: 1",
+     ("cfg.yaml", "give data.pixel_range or data.pixel_max, not both")),
+    ("csv-delimiter_unknown", {"t.csv": ROWS}, "source: csv, train: t.csv, delimiter: pipe",
+     ("cfg.yaml", "data.delimiter", "comma, semicolon, tab, whitespace", "'pipe'")),
+    ("csv-delimiter_cannot_tell", {"t.csv": "1,2;3\n4;5,6\n7\t8\n"}, "source: csv, train: t.csv, label_column: first",
+     ("t.csv", "cannot tell the delimiter", "set data.delimiter")),
+    ("csv-cell_over_131072_characters",
+     {"t.csv.gz": gzip.compress(("0,1,2,3,4\n1,2," + "7" * 131073 + ",3,4\n").encode(), mtime=0)},
+     "source: csv, train: t.csv.gz, label_column: first",
+     ("t.csv.gz", "line 2, column 3: a cell of more than", "expected a number")),
+    ("csv-quoted_cell_not_a_number", {"t.csv": '0,1,2,3,4\n1,"1,5",2,3,4\n'},
+     "source: csv, train: t.csv, label_column: first",
+     ("t.csv", "line 2, column 2: expected a number, got '1,5'")),
+    ("csv-underscore_number", {"t.csv": "0,1,2,3,4\n1,1,2,3,4\n1,1_0,2,3,4\n"},
+     "source: csv, train: t.csv, label_column: first",
+     ("t.csv", "line 3, column 2: expected a number, got '1_0'")),
+    ("csv-one_class_per_row", {"t.csv": "".join(f"{i},1,2,3,4\n" for i in range(2000))},
+     "source: csv, train: t.csv, label_column: first",
+     ("t.csv", "cannot split the data: 2000 of 2000 classes have only 1 member",
+      "'0', '1', '2', '3', '4' and 1995 more")),
+    ("csv-device", {}, "source: csv, train: /dev/zero", ("/dev/zero: not a regular file (a device)",)),
+    ("csv-tilde_unknown_user", {}, "source: csv, train: ~nosuchuser/a.csv",
+     ("cfg.yaml", "data.train", "cannot expand '~nosuchuser', no such user's home directory")),
+    ("idx-header_65_dimensions", {"mnist/train-images-idx3-ubyte": idx_header(0x08, *[1] * 65) + b"\0",
+                                  "mnist/train-labels-idx1-ubyte": idx_header(0x08, 1) + b"\0"},
+     "source: idx, root: mnist", ("train-images-idx3-ubyte", "declares 65 dimensions", "at most 4")),
+    ("idx-gzip_declares_more_than_it_can_hold", {
+        "mnist/train-images-idx3-ubyte.gz": gzip.compress(idx_header(0x08, 100000, 100, 100) + bytes(100), mtime=0),
+        "mnist/train-labels-idx1-ubyte": idx_header(0x08, 1) + b"\0"},
+     "source: idx, root: mnist", ("train-images-idx3-ubyte.gz", "asks for 1,000,000,000 bytes",
+                                  "more than this gzip file may inflate to")),
+    ("idx-named_source_label_out_of_range", {
+        "copy/train-images-idx3-ubyte": idx_header(0x08, 4, 2, 2) + bytes(range(16)),
+        "copy/train-labels-idx1-ubyte": idx_header(0x08, 4) + bytes([1, 2, 12, 1])},
+     "source: mnist, root: copy", ("train-labels-idx1-ubyte", "label 2 is 12", "not one of the data set's 10 classes")),
+    ("npz-not_an_archive", {"d.npz": "hello, I am text\n"}, "source: npz, train: d.npz",
+     ("d.npz", "not a readable .npz archive")),
+    ("npz-arrays_missing", {"d.npz": npz_bytes(a=X4, b=Y4)}, "source: npz, train: d.npz",
+     ("d.npz", "no array named 'x'", "'a', 'b'", "data.arrays")),
+    ("npz-named_arrays_missing", {"d.npz": npz_bytes(x=X4, y=Y4)}, "source: npz, train: d.npz, arrays: [imgs, labels]",
+     ("d.npz", "no array named 'imgs'")),
+    ("npz-arrays_count", {"d.npz": npz_bytes(x=X4, y=Y4)}, "source: npz, train: d.npz, arrays: [x]",
+     ("cfg.yaml", "data.arrays: expected the names of [x, y] or [x_train, y_train, x_test, y_test]")),
+    ("npz-object_array", {"d.npz": npz_bytes(x=np.array([{"a": 1}] * 8, dtype=object), y=Y4)},
+     "source: npz, train: d.npz", ("d.npz", "array 'x'", "not numbers", "pickle, which is never loaded")),
+    ("npz-label_count", {"d.npz": npz_bytes(x=X4, y=Y4[:7])}, "source: npz, train: d.npz",
+     ("d.npz", "array 'y'", "7 labels for 8 images")),
+    ("npz-pixel_outside_range", {"d.npz": npz_bytes(x=np.where(X4 > 0, 1.0, 0.0).astype(np.float32) * 2, y=Y4)},
+     "source: npz, train: d.npz, pixel_range: [0, 1]",
+     ("d.npz", "array 'x'", "image 0, pixel 0: value 2 outside [0, 1] (data.pixel_range)")),
+    ("npz-onehot_not_onehot", {"d.npz": npz_bytes(x=X4, y=np.array([[1, 0], [1, 1]] * 4))},
+     "source: npz, train: d.npz", ("d.npz", "array 'y'", "row 1 is not a one-hot label", "[1, 1]")),
+    ("npz-images_shape", {"d.npz": npz_bytes(x=np.zeros((8, 2, 2, 3), np.uint8), y=Y4)},
+     "source: npz, train: d.npz", ("d.npz", "images of shape (8, 2, 2, 3)", "(n, height, width)")),
+    ("npz-single_npy_as_train", {"x.npy": npy_bytes(X4)}, "source: npz, train: x.npy",
+     ("x.npy", "a single .npy array, not an .npz archive", "data.train_images")),
+    ("npz-npy_header_declares_more", {"x.npy": npy_bytes(X4)[:-20] + b"", "y.npy": npy_bytes(Y4)},
+     "source: npz, train_images: x.npy, train_labels: y.npy", ("x.npy", "more than the file holds")),
+    ("npz-npy_not_npy", {"x.npy": "just text\n", "y.npy": npy_bytes(Y4)},
+     "source: npz, train_images: x.npy, train_labels: y.npy", ("x.npy", "not a readable .npy array")),
+    ("npz-one_class", {"d.npz": npz_bytes(x=X4, y=np.ones(8, np.uint8))}, "source: npz, train: d.npz",
+     ("d.npz", "every training label is 1", "at least two classes")),
+    ("npz-test_shape_differs", {"d.npz": npz_bytes(x_train=X4, y_train=Y4, x_test=np.zeros((2, 3, 3), np.uint8),
+                                                   y_test=np.array([0, 1]))},
+     "source: npz, train: d.npz", ("d.npz", "test images are (3, 3), training images (2, 2)")),
+    ("npz-train_and_npy_files", {"d.npz": npz_bytes(x=X4, y=Y4)},
+     "source: npz, train: d.npz, train_images: x.npy, train_labels: y.npy",
+     ("cfg.yaml", "give data.train (an .npz archive) or the .npy files", "not both")),
+]
+
+
+def data_reader_cases(out: Path) -> None:
+    """Write :data:`DATA_CASES`: ``softmax train cfg.yaml`` must fail with one line each."""
+    for name, files, data, expect in DATA_CASES:
+        write_case(out, name, {**files, "cfg.yaml": data_config(data)}, ["train", "cfg.yaml", "--quiet"], expect)
+
+
 # ============================================================================ hardening
 # Issue 19: bounded memory, untrusted checkpoints, path kinds and permissions, strict YAML,
 # tracebacks, accepted-but-wrong metadata. One function per family; all made here.
@@ -229,9 +363,9 @@ def memory_cases(out: Path, tmp: Path, good: Path) -> None:
 def untrusted_cases(out: Path, tmp: Path) -> None:
     """Checkpoints whose saved config names files: their content never shows (relative
     paths are resolved where eval runs, the case folder)."""
-    secret = "root:$6$SECRETHASH:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
     cases = {
-        "names_a_secret_csv": ({"source": "csv", "train": "shadow"}, {"shadow": secret},
+        "names_a_secret_csv": ({"source": "csv", "train": "shadow", "label_column": "first"},
+                               {"shadow": "0,1,2,3\nroot,$6$SECRETHASH,19000,0\n"},
                                ("shadow: line 2, column 1: expected a number, got <content not shown: the file was "
                                 "named by checkpoint model.npz, which may come from anyone>",)),
         "names_a_secret_csv_header": ({"source": "csv", "train": "shadow"}, {"shadow": "root:$6$SECRETHASH\n1\n"},
@@ -398,6 +532,7 @@ def main(out: Path = OUT) -> None:
         checkpoint_cases(out, tmp)
         image_cases(out, tmp)
         hardening_cases(out, tmp)
+        data_reader_cases(out)
     finally:
         shutil.rmtree(tmp)
     print(f"{sum(1 for _ in out.glob('*/case.yaml'))} cases in {out}")

@@ -1,6 +1,6 @@
 """Write the sample PNGs in data/samples/ from the two test sets.
 
-    python scripts/make_samples.py [--mnist ../shared/data/mnist] [--out data/samples]
+    python scripts/make_samples.py [--mnist FOLDER] [--out data/samples]   # MNIST: $SOFTMAX_MNIST_DIR, else the download cache
 
 For each class 0-9: ``digits-<c>.png``, the first image of that class in the digits test
 split of configs/digits.yaml (seed 0), drawn 8x larger (64x64) as dark ink on white; and
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from softmax_cli.cache import mnist_dir
 from softmax_cli.config import load_config
 from softmax_cli.data.sources import read_idx
 from softmax_cli.experiment import prepare_data
@@ -31,14 +32,15 @@ def save_dark_on_white(ink: np.ndarray, scale: int, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mnist", type=Path, default=ROOT.parent / "shared" / "data" / "mnist")
+    parser.add_argument("--mnist", type=Path, default=None, help="folder of MNIST's IDX files (default: $SOFTMAX_MNIST_DIR, else the download cache)")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "samples")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     _, splits = prepare_data(load_config(ROOT / "configs" / "digits.yaml"))
-    images = read_idx(args.mnist / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(args.mnist / "t10k-labels-idx1-ubyte.gz")
+    mnist = args.mnist or mnist_dir()
+    images = read_idx(mnist / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(mnist / "t10k-labels-idx1-ubyte.gz")
     for c in range(10):
         digit = splits.X_test[np.flatnonzero(splits.y_test == c)[0]].reshape(8, 8) / 16.0
         save_dark_on_white(digit, 8, args.out / f"digits-{c}.png")

@@ -30,7 +30,6 @@ from .engine.step import StepSettings, compact_pixels, train_epoch
 from .errors import UserError
 from .experiment import prepare_data
 from .nn import MLP
-from .nn.functional import log_softmax
 from .optim import make_optimizer
 
 __all__ = ["Callback", "Model", "SoftmaxClassifier", "TrainResult", "load", "train"]
@@ -149,7 +148,7 @@ _CONFIG_KEYS = {"random_state": "seed", "validation_fraction": "data.val_fractio
 _MODEL_KEYS = ("hidden", "activation", "dropout", "input_dropout", "dtype")
 _OPTIMIZER_KEYS = ("lr", "momentum", "nesterov", "weight_decay", "beta1", "beta2", "eps")
 _TRAIN_KEYS = ("epochs", "batch_size", "schedule", "label_smoothing", "max_norm", "augment", "monitor",
-               "early_stopping")
+               "early_stopping", "calibration")
 
 
 class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
@@ -177,6 +176,9 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
         augment: a mapping of ``train.augment`` keys (needs ``image_shape``), or None.
         monitor: ``val_loss`` or ``val_acc``: what chooses the best epoch.
         early_stopping: None, a patience (int), or a mapping ``{patience, min_delta}``.
+        calibration: ``temperature`` (fit one temperature on the validation rows after
+            training: :meth:`predict_proba` gives ``softmax(logits / T)``; no prediction
+            changes) or None.
         validation_fraction: in [0, 1); 0 trains on every row (monitoring the training metrics).
         normalize: ``global``, ``per_feature`` or ``none`` (divide by ``pixel_max``).
         pixel_max: the value of full ink of image pixels.
@@ -196,14 +198,15 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, hidden=(128,), activation="relu", dropout=0.0, input_dropout=0.0, dtype="float32",
                  epochs=30, batch_size=64, optimizer="adam", lr=1e-3, momentum=0.9, nesterov=False,
                  weight_decay=0.0, beta1=0.9, beta2=0.999, eps=1e-8, schedule="constant", label_smoothing=0.0,
-                 max_norm=None, augment=None, monitor="val_loss", early_stopping=None, validation_fraction=0.1,
-                 normalize="global", pixel_max=255.0, image_shape=None, random_state=None, verbose=False):
+                 max_norm=None, augment=None, monitor="val_loss", early_stopping=None, calibration="temperature",
+                 validation_fraction=0.1, normalize="global", pixel_max=255.0, image_shape=None, random_state=None,
+                 verbose=False):
         self.hidden, self.activation, self.dropout, self.input_dropout = hidden, activation, dropout, input_dropout
         self.dtype, self.epochs, self.batch_size, self.optimizer = dtype, epochs, batch_size, optimizer
         self.lr, self.momentum, self.nesterov, self.weight_decay = lr, momentum, nesterov, weight_decay
         self.beta1, self.beta2, self.eps, self.schedule = beta1, beta2, eps, schedule
         self.label_smoothing, self.max_norm, self.augment, self.monitor = label_smoothing, max_norm, augment, monitor
-        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.early_stopping, self.calibration, self.validation_fraction = early_stopping, calibration, validation_fraction
         self.normalize, self.pixel_max, self.image_shape = normalize, pixel_max, image_shape
         self.random_state, self.verbose = random_state, verbose
 
@@ -227,7 +230,7 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
         log = _stderr if self.verbose else None
         result = run_engine(cfg, (ds, splits), write_run=False, progress=False, log=log)
         self._fitted(result.model, result.preprocessor, cfg, ds, splits, result.best_epoch,
-                     result.best, result.history)
+                     result.best, result.history, result.calibration)
         self._rng = self._optimizer_state = None     # partial_fit after fit starts a new optimiser
         return self
 
@@ -300,13 +303,11 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
         return self.checkpoint_.predict_proba(X)
 
     def predict_log_proba(self, X) -> np.ndarray:
-        """Natural logarithms of :meth:`predict_proba`, computed as the log-softmax of the
-        logits (finite where a probability underflows to 0)."""
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        Z = self.checkpoint_.logits(X)
-        T = self.checkpoint_.temperature
-        return log_softmax(Z if T == 1.0 else Z / Z.dtype.type(T))
+        """Natural logarithms of :meth:`predict_proba` (n_samples, n_classes), ``-inf`` where a
+        probability underflows to 0, as scikit-learn's ``MLPClassifier`` gives them: its
+        estimator checks require ``predict_log_proba == log(predict_proba)``, infinities included."""
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
 
     def predict(self, X) -> np.ndarray:
         """The most probable class label of each row (n_samples,)."""
@@ -414,8 +415,10 @@ class SoftmaxClassifier(ClassifierMixin, BaseEstimator):
         return Splits(X, y, None, None, *empty, rows, None, rows[:0])
 
     def _fitted(self, model: MLP, pre: Preprocessor, cfg: Config, ds: Dataset, splits: Splits,
-                best_epoch: int, best: dict, history: list[dict]) -> None:
+                best_epoch: int, best: dict, history: list[dict], calibration: dict | None = None) -> None:
         meta = checkpoint_metadata(cfg, ds, splits)
+        if calibration is not None:
+            meta["calibration"] = calibration
         meta.update(image_style="uci_digits" if ds.image_shape == (8, 8) else "mnist", epoch=best_epoch,
                     metrics={k: "" if v is None else v for k, v in best.items()})
         self.checkpoint_ = Checkpoint(model=model, preprocessor=pre, meta=meta, path=None)

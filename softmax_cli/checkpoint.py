@@ -91,22 +91,7 @@ class Checkpoint:
         """
         from .nn import softmax
 
-        Z = self.logits(X, batch_size)
-        T = self.temperature
-        return softmax(Z if T == 1.0 else Z / Z.dtype.type(T))
-
-
-def newest_checkpoint(runs: Path = Path("runs")) -> Path:
-    """The most recently written ``runs/*/best.npz``.
-
-    Raises:
-        UserError: there is none.
-    """
-    found = sorted(Path(runs).glob("*/best.npz"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise UserError(f"{runs}: no */best.npz found; train a model first "
-                        f"(softmax train configs/digits.yaml) or pass --checkpoint")
-    return found[-1]
+        return softmax(self.logits(X, batch_size), self.temperature)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -399,7 +384,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             arrays other than the metadata declares, parameters or preprocessing that are
             not finite floats, a preprocessing scale or ``pixel_max`` not above 0, metadata
             too large, too deeply nested, of an impossible format version (below 1) or one
-            newer than this softmax reads, or class names that are not all different.
+            newer than this softmax reads, class names that are not all different, or a
+            calibration temperature that is not a finite number > 0.
     """
     path = Path(path)
 
@@ -445,8 +431,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
             and shape[0] * shape[1] == d):
         raise bad(f"metadata 'image_shape' must be [height, width] with height * width = {d}")
+    _check_calibration(meta.get("calibration"), bad)
     opt_state = {name[4:]: a for name, a in arrays.items() if name.startswith("opt_")}
     return Checkpoint(model=model, preprocessor=pre, meta=meta, path=path, optimizer_state=opt_state)
+
+
+def _check_calibration(calibration, bad) -> None:
+    """Refuse (``raise bad(why)``) a ``metadata["calibration"]`` whose temperature could not
+    divide logits: it must be absent, or a mapping whose ``temperature`` is a finite number > 0."""
+    if calibration is None:
+        return
+    T = calibration.get("temperature") if isinstance(calibration, dict) else None
+    if isinstance(T, bool) or not isinstance(T, (int, float)) or not (math.isfinite(T) and T > 0):
+        raise bad(f"metadata 'calibration' must hold a temperature that is a finite number > 0, "
+                  f"got {quote(calibration)}")
 
 
 def describe_checkpoint(ckpt: Checkpoint) -> dict:

@@ -243,7 +243,7 @@ def _train_one(cfg, ckpt, quiet: bool, threads: Optional[int]) -> dict:
             "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
             "val_loss": None if result.n_val == 0 else result.best["val_loss"],
             "val_acc": None if result.n_val == 0 else result.best["val_acc"], "test_loss": result.test_loss,
-            "test_acc": result.test_acc, "n_test": result.n_test,
+            "test_acc": result.test_acc, "n_test": result.n_test, "calibration": result.calibration,
             "best_checkpoint": str(run_dir / "best.npz"), "last_checkpoint": str(run_dir / "last.npz"),
             "curves": str(run_dir / "curves.png")}
 
@@ -256,8 +256,13 @@ def _print_summary(summary: dict) -> None:
         best += f"; val_loss {summary['val_loss']:.4f}, val_acc {summary['val_acc']:.4f}"
     typer.echo(f"best epoch      {best}\n"
                f"test accuracy   {summary['test_acc']:.4f} (loss {summary['test_loss']:.4f}, "
-               f"{summary['n_test']} images)\n"
-               f"run directory   {summary['run_dir']}\n"
+               f"{summary['n_test']} images)")
+    cal = summary["calibration"]
+    if cal is not None:
+        part = "test" if "test_ece_before" in cal else "val"
+        typer.echo(f"calibration     temperature {cal['temperature']:.3f} (fitted on the validation split); "
+                   f"{part} ECE {cal[f'{part}_ece_before']:.4f} before, {cal[f'{part}_ece_after']:.4f} after")
+    typer.echo(f"run directory   {summary['run_dir']}\n"
                f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}\n"
                f"curves          {summary['curves']}")
 
@@ -265,7 +270,8 @@ def _print_summary(summary: dict) -> None:
 # ------------------------------------------------------------------------------- eval
 @app.command("eval")
 @_handle_errors
-def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz) or a "
+                                                     "shipped model's name (mnist).",
                                            show_default=False, readable=False),
           split: str = typer.Option("test", "--split", help="test, val or train."),
           data: Optional[Path] = typer.Option(None, "--data", readable=False, help="Evaluate on this config's data "
@@ -298,7 +304,7 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         from .report import check_report_dir
 
         check_report_dir(report_dir)          # refused before the (longer) evaluation
-    ckpt = load_checkpoint(checkpoint)     # before the heavy imports: a bad file is refused at once
+    ckpt = load_checkpoint(_checkpoint_path(checkpoint))   # before the heavy imports: a bad file is refused at once
     cfg = load_config(data) if data else config_from_dict(ckpt.meta["config"], origin=f"{checkpoint} (config)")
     from .experiment import evaluate_checkpoint
 
@@ -309,29 +315,32 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     with _threads(threads):
         ev = run() if data else _read_checkpoint_data(cfg, checkpoint, "eval", run)
     if data is None and "splits" not in ckpt.meta:
-        _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax): "
+        _err(f"softmax: note: {checkpoint} records no fingerprints of its splits (an older softmax, or a shipped model): "
              f"its {split} split was made again from its config, unchecked")
     y = ev.y_true
     report = class_report(ev, ckpt.classes)
     rejects = reject_report(ev, thresholds)
     result = {"checkpoint": str(checkpoint), "split": split, "n": int(len(y)), "loss": ev.loss,
-              "accuracy": ev.accuracy, **report, "reject_report": rejects}
+              "accuracy": ev.accuracy, "nll": ev.loss, "ece": ev.ece, "temperature": ev.temperature,
+              "uncalibrated_loss": ev.uncalibrated_loss, **report, "reject_report": rejects}
     if report_dir is not None:
         from .report import write_report
 
         described = ckpt.meta.get("data", cfg.data.source) if data is None else f"{data} ({cfg.data.source})"
-        path = write_report(report_dir, images=ev.images, y_true=ev.y_true, y_pred=ev.y_pred, proba=ev.proba,
-                            classes=ckpt.classes, report=report, rejects=rejects, loss=ev.loss,
-                            accuracy=ev.accuracy,
+        path = write_report(report_dir, ev, classes=ckpt.classes, report=report, rejects=rejects,
                             checkpoint=str(checkpoint), data=described, split=split)
         result["report"] = str(path)
-        _err(f"wrote {path} with confusion_matrix.png, errors.png and per_class.csv beside it")
+        _err(f"wrote {path} with confusion_matrix.png, errors.png, reliability.png and per_class.csv beside it")
     if as_json:
         typer.echo(_json(result))
         return
     names = [printable(c) for c in ckpt.classes]       # a class name may hold a newline or an escape
+    calibrated = (f", temperature {ev.temperature:.3f}; {ev.uncalibrated_loss:.4f} at T = 1, as in the curves)"
+                  if ev.temperature != 1.0 else ", uncalibrated)")
     typer.echo(f"checkpoint  {printable(str(checkpoint))}\nsplit       {split} ({len(y)} images)\n"
-               f"loss        {ev.loss:.4f}\naccuracy    {ev.accuracy:.4f}\n")
+               f"loss        {ev.loss:.4f} (negative log-likelihood, nats{calibrated}\n"
+               f"accuracy    {ev.accuracy:.4f}\n"
+               f"ECE         {ev.ece:.4f} (expected calibration error, 15 bins)\n")
     typer.echo(format_confusion_matrix(report["confusion_matrix"], names))
     from sklearn.metrics import classification_report
 
@@ -347,63 +356,85 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
                                               help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
                                                    "TIFF, WebP, ...), folders (searched recursively) or glob "
                                                    "patterns such as 'scans/**/*.jpg'."),
-            checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", "-c", readable=False,
-                                                      help="Checkpoint; default: the newest runs/*/best.npz."),
+            checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", metavar="FILE|NAME",
+                                                     show_default=False,
+                                                     help="A checkpoint file, or a shipped model's name (mnist); "
+                                                          "default: the shipped MNIST model."),
             top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Show the k most probable classes."),
-            as_json: bool = typer.Option(False, "--json", help="One JSON object per image."),
+            as_json: bool = typer.Option(False, "--json", help="Print one JSON document: an array with an "
+                                                               "object per input."),
+            as_jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per input, a line each."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", show_default=False,
-                                                  help="Write path,class,probability,top1_class,... to this "
-                                                       "CSV file instead of the table; an existing file is "
-                                                       "never overwritten (NAME-2.csv, ... instead)."),
+                                                  help="Write path,class,probability,top1_class,...,checkpoint,"
+                                                       "error to this CSV file (one row per input, in order) "
+                                                       "instead of the table; an existing file is never "
+                                                       "overwritten (NAME-2.csv, ... instead)."),
             reject_threshold: float = typer.Option(0.0, "--reject-threshold", metavar="P",
                                                    help="Answer 'unknown' when the highest class "
-                                                        "probability is below P (0 to 1).")) -> None:
+                                                        "probability is below P (0 to 1)."),
+            save_inputs_to: Optional[Path] = typer.Option(
+                None, "--save-inputs", metavar="DIR", show_default=False,
+                help="Also write what the model saw for each image, enlarged, as DIR/<n>-<name>.png "
+                     "(DIR: a new or empty folder).")) -> None:
     """Classify images; files that cannot be read are reported, skipped, and make the exit code 1."""
-    from .checkpoint import load_checkpoint, newest_checkpoint
-    from .data.images import find_files
+    from .checkpoint import load_checkpoint
     from .metrics import check_threshold
-    from .predict import UNKNOWN, check_output, classify, format_table, write_csv
+    from .models import SHIPPED, resolve_checkpoint
+    from .predict import (UNKNOWN, answer, check_inputs_folder, check_output, format_table, read_inputs,
+                          save_inputs, write_csv)
 
+    if as_json and as_jsonl:
+        raise UserError("--json and --jsonl: choose one (--json: one document, --jsonl: a line per input)")
     check_threshold("--reject-threshold", reject_threshold)
     if output is not None:
         check_output(output)
+    if save_inputs_to is not None:
+        check_inputs_folder(save_inputs_to)
+    choice = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(choice.path)
     if checkpoint is None:
-        checkpoint = newest_checkpoint()
-        _err(f"using checkpoint {checkpoint}")
-    ckpt = load_checkpoint(checkpoint)
+        _err(f"using the shipped model {choice.name} ({SHIPPED[choice.name].about}); -c FILE for another")
     if reject_threshold > 0 and UNKNOWN in ckpt.classes:
-        raise UserError(f"{checkpoint}: --reject-threshold answers {UNKNOWN!r}, which is also the name of "
+        raise UserError(f"{choice.name}: --reject-threshold answers {UNKNOWN!r}, which is also the name of "
                         f"one of this model's classes")
-    failed = []
-
-    def report(exc: UserError) -> None:
-        failed.append(exc)
-        _err(f"softmax: error: {exc}")
-
-    preds = classify(ckpt, find_files(paths), top_k, reject_threshold, on_error=report)
+    inputs = read_inputs(ckpt, paths, on_error=lambda exc: _err(f"softmax: error: {exc}"))
+    preds = answer(ckpt, inputs, top_k, reject_threshold)
+    answered = sum(p.error is None for p in preds)
     if as_json:
+        typer.echo(_json([p.to_record(choice.name) for p in preds]))
+    elif as_jsonl:
         for p in preds:
-            typer.echo(_json(p.to_json()))
-    elif output is None and preds:
-        typer.echo(format_table(preds))
+            typer.echo(_json(p.to_record(choice.name)))
+    elif output is None and answered:
+        typer.echo(format_table(preds, choice.name))
     if output is not None and preds:
-        written = write_csv(output, preds)
+        written = write_csv(output, preds, choice.name)
         note = f" ({output} exists and was left as it was)" if written != output else ""
-        _err(f"wrote {len(preds)} prediction{'s' if len(preds) != 1 else ''} to {written}{note}")
-    if failed:
+        failed = len(preds) - answered
+        rows = f"{answered} prediction{'s' if answered != 1 else ''}" + (
+            f" and {failed} error row{'s' if failed != 1 else ''}" if failed else "")
+        _err(f"wrote {rows} to {written}{note}")
+    if save_inputs_to is not None and answered:
+        n = save_inputs(save_inputs_to, inputs, ckpt.image_shape, ckpt.preprocessor.pixel_max)
+        _err(f"wrote {n} model input{'s' if n != 1 else ''} to {save_inputs_to}")
+    if answered < len(preds):
         raise typer.Exit(EXIT_FAILURE)
 
 
 # ---------------------------------------------------------------------------- inspect
 @app.command("inspect")
 @_handle_errors
-def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz).",
+def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. runs/digits/best.npz) or a "
+                                                        "shipped model's name (mnist).",
                                               show_default=False, readable=False),
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
              weights: Optional[Path] = typer.Option(
                  None, "--weights", show_default=False,
                  help="Also draw the first layer's weights, one image per unit, into this new .png "
-                      "file.")) -> None:
+                      "file."),
+             max_units: int = typer.Option(64, "--max-units", min=1,
+                                           help="With --weights: draw the N units whose incoming weights "
+                                                "have the largest norms.")) -> None:
     """What a checkpoint holds: architecture, parameters, data, preprocessing, config, metrics."""
     from .checkpoint import describe_checkpoint, load_checkpoint
 
@@ -414,14 +445,16 @@ def inspect_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g
             raise UserError(f"{weights}: --weights: the directory {weights.parent} does not exist")
         if weights.exists():
             raise UserError(f"{weights}: --weights: already exists; choose another name or remove it")
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(_checkpoint_path(checkpoint))
     info = describe_checkpoint(ckpt)
     if weights is not None:
         from .report import plot_weights
 
-        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape)
+        n = plot_weights(weights, ckpt.model.params[0], ckpt.image_shape, max_units)
         info["weights_png"] = str(weights)
-        _err(f"wrote {weights}: the incoming weights of {n} first-layer units as {ckpt.image_shape[0]}x"
+        total = ckpt.model.sizes[1]
+        which = f"{n} first-layer units" if n == total else f"{n} of {total} first-layer units (largest norms)"
+        _err(f"wrote {weights}: the incoming weights of {which} as {ckpt.image_shape[0]}x"
              f"{ckpt.image_shape[1]} images")
     typer.echo(_json(info) if as_json else _format_inspect(info))
 
@@ -539,9 +572,15 @@ def gradcheck(config: Path = typer.Argument(..., help="YAML experiment config.",
 
 # ------------------------------------------------------------------- export and serve
 def _checkpoint_path(given: Path) -> Path:
-    """The checkpoint file that export's and serve's CKPT names. (Once the shipped-models
-    registry ``softmax_cli.models`` lands, a model's name too: ``return models.resolve(given)``.)"""
-    return given
+    """The checkpoint file that export's and serve's CKPT names: a path, or a shipped model's
+    name (``mnist``), resolved as predict's ``--checkpoint`` is (:func:`softmax_cli.models.resolve_checkpoint`).
+
+    Raises:
+        UserError: as ``resolve_checkpoint``.
+    """
+    from .models import resolve_checkpoint
+
+    return resolve_checkpoint(given).path
 
 
 def _needs(extra: str, *modules: str) -> None:
@@ -551,26 +590,6 @@ def _needs(extra: str, *modules: str) -> None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise UserError(f"this command needs {' and '.join(missing)}: pip install 'softmax-cli[{extra}]'")
-
-
-def _sigterm_interrupts():
-    """A context in which SIGTERM raises KeyboardInterrupt, as Ctrl-C (SIGINT) does: exit 130
-    and one line, and ``finally`` blocks (a partial file removed) run."""
-    import contextlib
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def context():
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-
-    return context()
 
 
 @app.command("export")
@@ -590,34 +609,33 @@ def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g.
                                              "with the checkpoint's (at most 1e-5 apart, the same classes)."),
             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Export a checkpoint as an ONNX model: raw pixels in, logits and probabilities out."""
-    with _sigterm_interrupts():
-        if format_ != "onnx":
-            raise UserError(f"--format: expected onnx, got {format_!r}")
-        _needs("export", "onnx", "onnxruntime")
-        from . import export
-        from .checkpoint import load_checkpoint
-        from .predict import check_output, write_new_file
+    if format_ != "onnx":
+        raise UserError(f"--format: expected onnx, got {format_!r}")
+    _needs("export", "onnx", "onnxruntime")
+    from . import export
+    from .checkpoint import load_checkpoint
+    from .predict import check_output, write_new_file
 
-        path = _checkpoint_path(checkpoint)
-        target = output if output is not None else export.default_output(path)
-        check_output(target, "--output", "model.onnx")
-        ckpt = load_checkpoint(path)
-        opset = export.DEFAULT_OPSET if opset is None else opset
-        data = export.to_onnx(ckpt, opset).SerializeToString()
-        check = None
-        if verify:      # the test split a checkpoint's config names: announced, its content never quoted
-            from .config import config_from_dict
+    path = _checkpoint_path(checkpoint)
+    target = output if output is not None else export.default_output(path)
+    check_output(target, "--output", "model.onnx")
+    ckpt = load_checkpoint(path)
+    opset = export.DEFAULT_OPSET if opset is None else opset
+    data = export.to_onnx(ckpt, opset).SerializeToString()
+    check = None
+    if verify:      # the test split a checkpoint's config names: announced, its content never quoted
+        from .config import config_from_dict
 
-            cfg = config_from_dict(ckpt.meta["config"], origin=f"{path} (config)")
-            rows = _read_checkpoint_data(cfg, path, "export --verify", lambda: export.test_rows(ckpt))
-            check = export.verify(ckpt, data, rows)
-        written = None
-        if check is None or check.ok:
-            written = write_new_file(target, data, "--output")
-            if written != target:
-                _err(f"{target} exists and was left as it was; wrote {written}")
-        result = export.summary(ckpt, written, len(data), opset, check)
-        typer.echo(json.dumps(result) if as_json else export.format_summary(result))
+        cfg = config_from_dict(ckpt.meta["config"], origin=f"{path} (config)")
+        rows = _read_checkpoint_data(cfg, path, "export --verify", lambda: export.test_rows(ckpt))
+        check = export.verify(ckpt, data, rows)
+    written = None
+    if check is None or check.ok:
+        written = write_new_file(target, data, "--output")
+        if written != target:
+            _err(f"{target} exists and was left as it was; wrote {written}")
+    result = export.summary(ckpt, written, len(data), opset, check)
+    typer.echo(json.dumps(result) if as_json else export.format_summary(result))
     if written is None:
         _err(f"softmax: error: {path}: the exported model does not match the checkpoint (largest difference "
              f"of probabilities {check.max_abs_diff:.3g}, {check.classes_differ} classes differ); nothing written")
@@ -639,33 +657,32 @@ def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
                                         help="uvicorn's log level: critical, error, warning, info (adds a "
                                              "line per request) or debug.")) -> None:
     """Serve a checkpoint over HTTP: POST /predict, GET /model, a page to draw a digit on at /."""
-    with _sigterm_interrupts():
-        _needs("serve", "fastapi", "uvicorn", "multipart")
-        from .checkpoint import load_checkpoint
-        from .serve.server import LOG_LEVELS, run
+    _needs("serve", "fastapi", "uvicorn", "multipart")
+    from .checkpoint import load_checkpoint
+    from .serve.server import LOG_LEVELS, run
 
-        if log_level not in LOG_LEVELS:
-            raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
-        path = _checkpoint_path(checkpoint)
-        ckpt = load_checkpoint(path)
-        sizes = "-".join(map(str, ckpt.model.sizes))
+    if log_level not in LOG_LEVELS:
+        raise UserError(f"--log-level: expected one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+    path = _checkpoint_path(checkpoint)
+    ckpt = load_checkpoint(path)
+    sizes = "-".join(map(str, ckpt.model.sizes))
 
-        def announce(url: str) -> None:
-            _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
-                 f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
-                 f"{url}docs; Ctrl-C to stop")
+    def announce(url: str) -> None:
+        _err(f"serving {path} (MLP {sizes}, {len(ckpt.classes)} classes) on {url} with {workers} "
+             f"worker{'s' if workers > 1 else ''}: the drawing page at {url}, the API's documentation at "
+             f"{url}docs; Ctrl-C to stop")
 
-        if host not in ("127.0.0.1", "::1", "localhost"):
-            _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
-                 f"(it has no authentication)")
-        try:
-            run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
-        except KeyboardInterrupt:
-            _err("softmax: interrupted; the server stopped")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except RuntimeError as exc:
-            _err(f"softmax: error: {exc}")
-            raise typer.Exit(EXIT_FAILURE) from None
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        _err(f"softmax: warning: --host {host}: whoever can reach this address can use the server "
+             f"(it has no authentication)")
+    try:
+        run(ckpt, host, port, workers, max_request_mb * 2**20, log_level, announce)
+    except KeyboardInterrupt:
+        _err("softmax: interrupted; the server stopped")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except RuntimeError as exc:
+        _err(f"softmax: error: {exc}")
+        raise typer.Exit(EXIT_FAILURE) from None
 
 
 # ------------------------------------------------------------------------------- tune

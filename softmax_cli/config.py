@@ -26,7 +26,8 @@ from .files import open_regular
 
 _INT64 = 2**63                   # NumPy's integers: config integers must fit in int64
 
-Source = Literal["digits", "csv", "idx", "folder"]
+Source = Literal["digits", "csv", "idx", "folder", "npz", "mnist", "fashion-mnist", "kmnist"]
+Delimiter = Literal["comma", "semicolon", "tab", "whitespace"]
 Activation = Literal["relu", "tanh", "sigmoid", "leaky_relu"]
 Normalize = Literal["global", "per_feature", "none"]
 
@@ -39,21 +40,29 @@ def _bounds(lo: float | None = None, hi: float | None = None, *, lo_open: bool =
 
 @dataclass
 class DataConfig:
-    """Where the data comes from and how it is split (see README, "Config reference")."""
+    """Where the data comes from and how it is split (see docs/data.md)."""
 
     source: Source = "digits"
-    # csv (train, test, label_column, image_shape, pixel_max)
+    # csv (train, test, label_column, delimiter, image_shape, pixel_max, pixel_range);
+    # npz (train, test: .npz archives; arrays; or the four .npy *_images/*_labels files)
     train: Optional[str] = None
     test: Optional[str] = None          # also folder: a folder of class folders
-    label_column: str = "label"
+    label_column: str = "label"         # first, last, a header name, onehot_first, onehot_last
+    delimiter: Optional[Delimiter] = None     # sniffed when not given
     image_shape: Optional[list[int]] = None   # also folder (default [28, 28] there)
     pixel_max: Optional[float] = field(default=None, metadata=_bounds(0, None, lo_open=True))
-    # idx (root or the four files); folder (root: one sub-folder of images per class)
+    pixel_range: Optional[list[float]] = None  # [background, full ink], default [0, pixel_max]
+    arrays: Optional[list[str]] = None  # npz: names of [x, y] or [x_train, y_train, x_test, y_test]
+    # idx (root or the four files); folder (root: one sub-folder of images per class);
+    # mnist, fashion-mnist, kmnist (root: a local copy; else downloaded into cache_dir,
+    # verified against the built-in SHA-256 or those of sha256sums, a sha256sum-format file)
     root: Optional[str] = None
     train_images: Optional[str] = None
     train_labels: Optional[str] = None
     test_images: Optional[str] = None
     test_labels: Optional[str] = None
+    cache_dir: Optional[str] = None
+    sha256sums: Optional[str] = None
     # all sources
     normalize: Normalize = "global"
     val_fraction: float = field(default=0.1, metadata=_bounds(0, 1, hi_open=True))
@@ -138,6 +147,9 @@ class TrainConfig:
     augment: Optional[AugmentConfig] = None
     monitor: Literal["val_loss", "val_acc"] = "val_loss"
     early_stopping: Optional[EarlyStoppingConfig] = None
+    # after training, fit one temperature T on the validation logits (Guo et al. 2017) and
+    # answer softmax(z / T) from then on; null: off. Needs a validation split (else skipped).
+    calibration: Optional[Literal["temperature"]] = "temperature"
 
 
 @dataclass
@@ -161,15 +173,89 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_PATH_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels")
+_PATH_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels",
+              "cache_dir", "sha256sums")
+_NAMED = ("root", "cache_dir", "sha256sums")
+_IDX_FILES = ("train_images", "train_labels", "test_images", "test_labels")
 # the optional data keys each source reads; any other one set is refused
 _SOURCE_KEYS = {
     "digits": (),
-    "csv": ("train", "test", "image_shape", "pixel_max"),
-    "idx": ("root", "train_images", "train_labels", "test_images", "test_labels"),
+    "csv": ("train", "test", "image_shape", "pixel_max", "pixel_range", "delimiter"),
+    "npz": ("train", "test", *_IDX_FILES, "image_shape", "pixel_max", "pixel_range", "arrays"),
+    "idx": ("root", *_IDX_FILES),
     "folder": ("root", "test", "image_shape"),
+    "mnist": _NAMED,
+    "fashion-mnist": _NAMED,
+    "kmnist": _NAMED,
 }
+LABEL_COLUMNS = ("first", "last", "onehot_first", "onehot_last")   # or a header name
 FOLDER_IMAGE_SHAPE = [28, 28]   # data.image_shape of data.source folder when not given
+MAX_IMAGE_PIXELS = 2**24        # data.image_shape: 4096 x 4096 at most
+
+
+def _resolved(value: str, where: str) -> str:
+    """A data path made absolute: ``~`` and ``~user`` expanded, resolved against the cwd.
+
+    Raises:
+        UserError: ``~user`` names no user with a home directory (naming ``where``).
+    """
+    try:
+        return str(Path(value).expanduser().resolve())
+    except RuntimeError:        # pathlib: "Could not determine home directory."
+        user = value.split("/", 1)[0]
+        raise UserError(f"{where}: {quote(value)}: cannot expand {quote(user)}, no such user's home "
+                        f"directory") from None
+
+
+def _check_data(d: DataConfig) -> None:
+    """Contradictory or missing data settings (each source's keys: :data:`_SOURCE_KEYS`)."""
+    for key in dict.fromkeys(k for keys in _SOURCE_KEYS.values() for k in keys):
+        if key not in _SOURCE_KEYS[d.source] and getattr(d, key) is not None:
+            raise UserError(f"data.{key}: not used with data.source '{d.source}'")
+    if d.source == "csv" and d.train is None:
+        raise UserError("data.train: required with data.source 'csv' (a .csv, .tsv or .txt file, or .gz)")
+    if d.source == "folder" and d.root is None:
+        raise UserError("data.root: required with data.source 'folder' "
+                        "(a folder holding one sub-folder of images per class)")
+    if d.image_shape is not None:
+        if len(d.image_shape) != 2 or min(d.image_shape) < 1:
+            raise UserError(f"data.image_shape: expected [height, width] of positive integers, "
+                            f"got {d.image_shape}")
+        if d.image_shape[0] * d.image_shape[1] > MAX_IMAGE_PIXELS:
+            raise UserError(f"data.image_shape: expected at most {MAX_IMAGE_PIXELS:,} pixels, got {d.image_shape}")
+    if d.source in ("idx", "npz"):
+        _check_file_pairs(d)
+    if d.label_column in ("onehot_first", "onehot_last") and d.source == "csv" and d.image_shape is None:
+        raise UserError(f"data.label_column: {d.label_column} needs data.image_shape (the label columns are "
+                        f"those beyond its pixels)")
+    if d.pixel_range is not None:
+        low_high = d.pixel_range
+        if len(low_high) != 2 or not all(map(math.isfinite, low_high)) or low_high[0] >= low_high[1]:
+            raise UserError(f"data.pixel_range: expected [background, full ink], two finite numbers, the first "
+                            f"below the second, got {quote(low_high)}")
+        if d.pixel_max is not None:
+            raise UserError("data.pixel_range: give data.pixel_range or data.pixel_max, not both")
+    if d.arrays is not None and (len(d.arrays) not in (2, 4) or d.train is None):
+        raise UserError(f"data.arrays: expected the names of [x, y] or [x_train, y_train, x_test, y_test] "
+                        f"in the data.train archive, got {quote(d.arrays)}")
+
+
+def _check_file_pairs(d: DataConfig) -> None:
+    """idx: data.root or the train pair; npz: data.train or the train pair; test pairs whole."""
+    pair = (d.train_images, d.train_labels)
+    whole = d.root if d.source == "idx" else d.train
+    if whole is None and None in pair:
+        key = "root" if d.source == "idx" else "train"
+        raise UserError(f"data.{key}: required with data.source '{d.source}' "
+                        f"(or give data.train_images and data.train_labels)")
+    if d.source == "npz" and d.train is not None and any(v is not None for v in (*pair, d.test_images)):
+        raise UserError("data.train_images: give data.train (an .npz archive) or the .npy files "
+                        "data.train_images and data.train_labels, not both")
+    if (d.test_images is None) != (d.test_labels is None):
+        raise UserError("data.test_images: give both data.test_images and data.test_labels, or neither")
+    if d.source == "npz" and d.test is not None and d.train is None:
+        raise UserError("data.test: an .npz test archive goes with a data.train archive; with .npy files "
+                        "give data.test_images and data.test_labels")
 
 
 # --------------------------------------------------------------------------- type checking
@@ -526,7 +612,7 @@ def config_from_dict(raw: Any, origin: str = "config", default_name: str = "run"
     for key in _PATH_KEYS:
         value = getattr(cfg.data, key)
         if value is not None:
-            setattr(cfg.data, key, str(Path(value).expanduser().resolve()))
+            setattr(cfg.data, key, _resolved(value, f"{origin}: data.{key}"))
     return cfg
 
 
@@ -536,25 +622,7 @@ def _check_consistency(cfg: Config) -> None:
         raise UserError(f"name: expected a plain directory name of at most 200 bytes, got {cfg.name[:40]!r}"
                         f"{'...' if len(cfg.name) > 40 else ''} (without a name: key, the config "
                         f"file's name)")
-    for key in dict.fromkeys(k for keys in _SOURCE_KEYS.values() for k in keys):
-        if key not in _SOURCE_KEYS[d.source] and getattr(d, key) is not None:
-            raise UserError(f"data.{key}: not used with data.source '{d.source}'")
-    if d.source == "csv" and d.train is None:
-        raise UserError("data.train: required with data.source 'csv' (a .csv or .csv.gz file)")
-    if d.source == "folder" and d.root is None:
-        raise UserError("data.root: required with data.source 'folder' "
-                        "(a folder holding one sub-folder of images per class)")
-    if d.image_shape is not None:
-        if len(d.image_shape) != 2 or min(d.image_shape) < 1:
-            raise UserError(f"data.image_shape: expected [height, width] of positive integers, "
-                            f"got {d.image_shape}")
-    if d.source == "idx":
-        files = (d.train_images, d.train_labels)
-        if d.root is None and None in files:
-            raise UserError("data.root: required with data.source 'idx' "
-                            "(or give data.train_images and data.train_labels)")
-        if (d.test_images is None) != (d.test_labels is None):
-            raise UserError("data.test_images: give both data.test_images and data.test_labels, or neither")
+    _check_data(d)
     if any(h < 1 for h in cfg.model.hidden):
         raise UserError(f"model.hidden: expected positive layer widths, got {cfg.model.hidden}")
     if cfg.train.early_stopping is not None and d.val_fraction == 0:

@@ -15,7 +15,7 @@ from .data import Preprocessor, Splits, load_dataset, make_splits
 from .data.prepare import fingerprint_change
 from .data.sources import Dataset
 from .errors import UserError, quote_data
-from .metrics import Evaluation, evaluate
+from .metrics import Evaluation, evaluate_logits
 from .nn import MLP
 
 
@@ -91,7 +91,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: Config, split: str, origin: str,
         raise UserError(f"{origin}: class {quote_data(unknown[0])} of the data is not one the model "
                         f"knows ({', '.join(ckpt.classes)})")
     to_model = np.array([ckpt.classes.index(c) for c in ds.classes], dtype=np.int64)
-    ev = evaluate(ckpt.model, ckpt.preprocessor.transform(X, ckpt.model.dtype), to_model[y])
+    ev = evaluate_logits(ckpt.logits(X), to_model[y], ckpt.temperature, calibration=True)
     if keep_images:
         ev.images = (X / np.float32(ds.pixel_max)).astype(np.float32, copy=False).reshape(-1, *ds.image_shape)
     return ev

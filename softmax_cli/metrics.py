@@ -22,12 +22,20 @@ class Evaluation:
     """Results on one split.
 
     Attributes:
-        loss: mean cross-entropy (nats).
+        loss: mean cross-entropy (nats) of ``proba``: the negative log-likelihood (NLL) of
+            the true labels.
         accuracy: fraction of rows classified right, in [0, 1].
         y_true, y_pred: int64 (n,) labels and predictions.
         proba: (n, K) class probabilities, the model's dtype.
         images: float32 (n, h, w) of the evaluated images, ink from 0 to 1, when the caller
             asked to keep them (:func:`~softmax_cli.experiment.evaluate_checkpoint`), else None.
+        ece: expected calibration error of ``proba`` (15 bins; :mod:`softmax_cli.calibration`),
+            NaN when not measured.
+        temperature: ``T`` of ``proba = softmax(logits / T)`` (1: uncalibrated).
+        logits: (n, K) the model's logits, before the temperature (when kept).
+        uncalibrated_loss: mean cross-entropy (nats) of ``softmax(logits)``, T = 1: the
+            ``val_loss`` the training curves and ``metrics.csv`` show; equal to ``loss``
+            when the temperature is 1.
     """
 
     loss: float
@@ -36,20 +44,44 @@ class Evaluation:
     y_pred: np.ndarray
     proba: np.ndarray
     images: np.ndarray | None = None
+    ece: float = float("nan")
+    temperature: float = 1.0
+    logits: np.ndarray | None = None
+    uncalibrated_loss: float = float("nan")
 
 
-def evaluate(model: MLP, X: np.ndarray, y: np.ndarray) -> Evaluation:
-    """Evaluate ``model`` on preprocessed inputs ``X`` (n, d) with labels ``y`` int64 (n,).
+def evaluate(model: MLP, X: np.ndarray, y: np.ndarray, temperature: float = 1.0,
+             calibration: bool = False) -> Evaluation:
+    """Evaluate ``model`` on preprocessed inputs ``X`` (n, d) with labels ``y`` int64 (n,),
+    its probabilities ``softmax(logits / temperature)``. The predicted class is the largest
+    logit whatever the temperature (> 0), so the accuracy does not depend on it.
+
+    ``calibration`` also measures the expected calibration error (``Evaluation.ece``, else
+    NaN) and keeps the logits (``Evaluation.logits``).
 
     Raises:
         ValueError: ``X`` does not have the model's number of features.
     """
+    return evaluate_logits(model.logits(X), y, temperature, calibration)
+
+
+def evaluate_logits(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0,
+                    calibration: bool = False) -> Evaluation:
+    """:func:`evaluate` of logits (n, K) already computed, e.g. by
+    :meth:`Checkpoint.logits <softmax_cli.checkpoint.Checkpoint.logits>`."""
     from sklearn.metrics import accuracy_score
 
-    logits = model.logits(X)
     y_pred = logits.argmax(axis=1)
-    return Evaluation(loss=cross_entropy(logits, y), accuracy=float(accuracy_score(y, y_pred)),
-                      y_true=y, y_pred=y_pred, proba=softmax(logits))
+    uncalibrated = cross_entropy(logits, y)
+    loss = uncalibrated if temperature == 1.0 else cross_entropy(logits / logits.dtype.type(temperature), y)
+    ev = Evaluation(loss=loss, accuracy=float(accuracy_score(y, y_pred)), y_true=y, y_pred=y_pred,
+                    proba=softmax(logits, temperature), temperature=float(temperature),
+                    uncalibrated_loss=uncalibrated)
+    if calibration and len(y):
+        from .calibration import expected_calibration_error
+
+        ev.ece, ev.logits = expected_calibration_error(ev.proba, y), logits
+    return ev
 
 
 def format_confusion_matrix(cm: list[list[int]], classes: list[str]) -> str:

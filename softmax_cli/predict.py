@@ -1,53 +1,82 @@
-"""``softmax predict``: image files to classes in one forward pass, and the three outputs
-(an aligned table, JSON lines, a CSV file that never overwrites another).
+"""``softmax predict``: image files to classes in one forward pass, and the outputs (an aligned
+table, one JSON document or JSON lines, a CSV file that never overwrites another, and the model
+inputs as pictures).
 
-Light on purpose: NumPy, Pillow and the standard library only (no scikit-learn, SciPy, numba
-or tqdm), so that predicting starts fast.
+Light on purpose: NumPy, Pillow and the standard library at import (no scikit-learn, numba or
+tqdm); SciPy and scikit-image only once an image is read (:mod:`softmax_cli.data.ink`).
+
+Every input gets one :class:`Prediction`, in the order of the arguments: an answer, or the
+error that kept its file from being read (:func:`answer`). Every output of the command names
+the checkpoint used. ``softmax serve`` answers through :func:`classify` and :func:`rank`.
 
 File and class names are kept as Python holds what the file system gave: a byte of a name
 that is not UTF-8 (a Linux file name may hold any bytes) is a surrogate escape, U+DC80 plus
 the byte (``os.fsdecode``). The CSV file gets the original bytes back (:func:`write_csv`),
-JSON lines write the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table shows
+JSON writes the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table shows
 ``\\xXX`` (:func:`display_name`), so that no output fails on such a name.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Sequence
 
 import numpy as np
 
 from .checkpoint import Checkpoint
 from .csvout import csv_text
-from .data.images import image_to_input
+from .data.images import find_files, image_to_input
 from .errors import UserError, printable
 from .metrics import answered
 
 UNKNOWN = "unknown"   # the answer below --reject-threshold
+INPUT_PNG_SIDE = 224  # --save-inputs draws each model input about this many pixels wide
+
+
+@dataclass
+class Input:
+    """One input of ``softmax predict``: a file found for an argument, read or not.
+
+    Attributes:
+        path: the file as found (see :func:`~softmax_cli.data.images.find_files`), or the
+            argument itself when it named no file.
+        row: the model input, float32 (height * width,) in the checkpoint's raw pixel units
+            (0..pixel_max); None when the file could not be used.
+        error: why it could not be used (the :class:`UserError`), else None.
+    """
+
+    path: str
+    row: np.ndarray | None = None
+    error: UserError | None = None
 
 
 @dataclass
 class Prediction:
-    """One image's answer.
+    """One input's answer, or its error.
 
     Attributes:
-        path: the file as found (see :func:`~softmax_cli.data.images.find_files`).
+        path: the file as found (see :func:`~softmax_cli.data.images.find_files`), or what
+            names the input (an argument that named no file, a server's upload).
         label: the most probable class name, or :data:`UNKNOWN` when its probability is
-            below the reject threshold.
-        probability: the highest class probability, in [0, 1] (also when rejected).
+            below the reject threshold; None for an input that could not be read.
+        probability: the highest class probability, in [0, 1] (also when rejected); None for
+            an input that could not be read.
         top: the ``k`` most probable ``(class name, probability)``, most probable first.
+        error: what was wrong with the input (the message without the path), else None.
     """
 
     path: str
-    label: str
-    probability: float
-    top: list[tuple[str, float]]
+    label: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
 
     def to_json(self) -> dict:
-        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``.
+        """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``;
+        ``class`` and ``probability`` are null and ``top_k`` empty for an input that could
+        not be read.
 
         The names are as Python holds them: ``json.dumps`` (ASCII by default) writes a
         surrogate escape of a non-UTF-8 byte as ``\\udcXX`` (0xff: ``\\udcff``), which
@@ -56,21 +85,95 @@ class Prediction:
         return {"path": self.path, "class": self.label, "probability": self.probability,
                 "top_k": [{"class": c, "probability": p} for c, p in self.top]}
 
+    def to_record(self, checkpoint: str) -> dict:
+        """What ``softmax predict --json`` and ``--jsonl`` print for it: :meth:`to_json` with
+        ``"checkpoint"`` (as the user named it) and ``"error"`` (null when it was answered)."""
+        return {**self.to_json(), "checkpoint": checkpoint, "error": self.error}
 
-def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1, threshold: float = 0.0,
-             on_error: Callable[[UserError], None] = lambda exc: None) -> list[Prediction]:
-    """Classify image files with one forward pass over all of them.
+
+def _without_path(exc: UserError, path: str) -> str:
+    """The message of ``exc`` without the ``path: `` it starts with (the CSV's error column
+    sits beside the path column)."""
+    prefix = f"{UserError(path)}: "
+    text = str(exc)
+    return text[len(prefix):] if text.startswith(prefix) else text
+
+
+def load_inputs(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError],
+                on_error: Callable[[UserError], None] = lambda exc: None,
+                names: Sequence[str] | None = None) -> list[Input]:
+    """The model input of each file, in order.
 
     Each file is mapped to the model's input by
     :func:`~softmax_cli.data.images.image_to_input` with the checkpoint's image shape, pixel
-    scale and normalisation style (what ``data.source: folder`` training uses too); the rows
-    are stacked into one float array (n, h * w) and go through the network together.
+    scale and normalisation style (what ``data.source: folder`` training uses too).
 
     Args:
         ckpt: a loaded checkpoint.
-        files: image files, any format Pillow reads (told by content, not name); a
-            :class:`UserError` among them (see :func:`~softmax_cli.data.images.find_files`)
-            is passed to ``on_error`` in its turn.
+        files: image files or binary file objects (a server's uploads), any format Pillow
+            reads (told by content, not name); a :class:`UserError` among them (see
+            :func:`~softmax_cli.data.images.find_files`) stands for an input that named no file.
+        on_error: called in order with the :class:`UserError` of each input that cannot be
+            used (no file, unreadable, not an image, too large, no ink), as it is met.
+        names: what names each input (:attr:`Input.path`); default ``str()`` of the file.
+
+    Returns:
+        One :class:`Input` per file.
+    """
+    inputs = []
+    for i, found in enumerate(files):
+        path = names[i] if names is not None else str(found)
+        try:
+            if isinstance(found, UserError):
+                raise found
+            inputs.append(Input(path, row=image_to_input(found, ckpt.image_shape, ckpt.preprocessor.pixel_max,
+                                                         ckpt.meta["image_style"])))
+        except UserError as exc:
+            on_error(exc)
+            inputs.append(Input(path, error=exc))
+    return inputs
+
+
+def read_inputs(ckpt: Checkpoint, args: Sequence[str],
+                on_error: Callable[[UserError], None] = lambda exc: None) -> list[Input]:
+    """The model inputs for command-line arguments (files, folders, glob patterns), in order:
+    each argument expanded by :func:`~softmax_cli.data.images.find_files`, each file read by
+    :func:`load_inputs` (``on_error`` as there).
+
+    Returns:
+        One :class:`Input` per file found, and one per argument that gave none (named by it).
+    """
+    inputs = []
+    for arg in args:
+        found = find_files([arg])
+        names = [arg if isinstance(f, UserError) else str(f) for f in found]
+        inputs += load_inputs(ckpt, found, on_error, names)
+    return inputs
+
+
+def answer(ckpt: Checkpoint, inputs: Sequence[Input], top_k: int = 1, threshold: float = 0.0) -> list[Prediction]:
+    """Answer every input: the readable ones with one forward pass over all of them
+    (:func:`rank`), the others with their error.
+
+    Returns:
+        One :class:`Prediction` per input, in order; an input that could not be read gets
+        one holding its error (the message without its path).
+    """
+    readable = [x for x in inputs if x.row is not None]
+    ranked = iter(rank(ckpt, [x.path for x in readable], np.stack([x.row for x in readable]), top_k, threshold)
+                  if readable else [])
+    return [next(ranked) if x.row is not None else Prediction(x.path, error=_without_path(x.error, x.path))
+            for x in inputs]
+
+
+def classify(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError], top_k: int = 1, threshold: float = 0.0,
+             on_error: Callable[[UserError], None] = lambda exc: None) -> list[Prediction]:
+    """Classify image files with one forward pass over all of them (:func:`load_inputs`,
+    :func:`answer`).
+
+    Args:
+        ckpt: a loaded checkpoint.
+        files: as :func:`load_inputs`.
         top_k: how many classes each answer lists (at most the number of classes).
         threshold: below this highest probability the answer is :data:`UNKNOWN` (0: never).
         on_error: called with the :class:`UserError` of each file that cannot be used
@@ -79,20 +182,7 @@ def classify(ckpt: Checkpoint, files: Sequence[Path | UserError], top_k: int = 1
     Returns:
         One :class:`Prediction` per usable file, in the order of ``files``.
     """
-    rows, kept = [], []
-    for path in files:
-        if isinstance(path, UserError):
-            on_error(path)
-            continue
-        try:
-            rows.append(image_to_input(path, ckpt.image_shape, ckpt.preprocessor.pixel_max,
-                                       ckpt.meta["image_style"]))
-            kept.append(path)
-        except UserError as exc:
-            on_error(exc)
-    if not rows:
-        return []
-    return rank(ckpt, [str(path) for path in kept], np.stack(rows), top_k, threshold)
+    return [p for p in answer(ckpt, load_inputs(ckpt, files, on_error), top_k, threshold) if p.error is None]
 
 
 def rank(ckpt: Checkpoint, names: Sequence[str], X: np.ndarray, top_k: int = 1,
@@ -113,6 +203,69 @@ def rank(ckpt: Checkpoint, names: Sequence[str], X: np.ndarray, top_k: int = 1,
         top = [(ckpt.classes[i], float(row[i])) for i in idx]
         out.append(Prediction(name, top[0][0] if ok else UNKNOWN, top[0][1], top))
     return out
+
+
+def input_png_names(inputs: Sequence[Input]) -> list[str | None]:
+    """The file name :func:`save_inputs` gives each input: ``<position>-<file name>.png``
+    (position from 1, zero-padded to the same width; the name's last part without its
+    extension, at most 100 characters), None for an input that could not be read."""
+    width = len(str(len(inputs)))
+    return [None if x.row is None else f"{i:0{width}d}-{Path(x.path).stem[:100]}.png"
+            for i, x in enumerate(inputs, 1)]
+
+
+def check_inputs_folder(folder: Path) -> None:
+    """Refuse a ``--save-inputs`` folder before any work: it must be new (its parent
+    existing) or empty, so that no file is ever overwritten.
+
+    Raises:
+        UserError: ``folder`` is a file or a folder holding anything, or its parent folder
+            does not exist.
+    """
+    if folder.is_dir():
+        if any(folder.iterdir()):
+            raise UserError(f"{folder}: --save-inputs: the folder is not empty; give a new or empty folder")
+    elif folder.exists() or folder.is_symlink():
+        raise UserError(f"{folder}: --save-inputs is not a folder; give a new or empty folder")
+    elif not folder.absolute().parent.is_dir():
+        raise UserError(f"{folder}: --save-inputs: the folder {folder.absolute().parent} does not exist")
+
+
+def save_inputs(folder: Path, inputs: Sequence[Input], shape: tuple[int, int], pixel_max: float) -> int:
+    """Write each readable input's model input as a grayscale PNG in ``folder`` (created if
+    missing; see :func:`check_inputs_folder`), named by :func:`input_png_names`: the row
+    reshaped to ``shape``, 0 black and ``pixel_max`` white (ink is bright, as the model sees
+    it), enlarged by an integer factor to about :data:`INPUT_PNG_SIDE` pixels with
+    nearest-neighbour resampling, so that each input pixel is a visible square. Each file is
+    created exclusively (``open(mode="xb")``): none is ever overwritten.
+
+    Returns:
+        The number of files written.
+
+    Raises:
+        OSError: the folder or a file cannot be created or written (a file of that name
+            appeared meanwhile: ``FileExistsError``).
+    """
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    factor = max(1, INPUT_PNG_SIDE // max(shape))
+    written = 0
+    for x, name in zip(inputs, input_png_names(inputs)):
+        if name is None:
+            continue
+        pixels = np.clip(np.round(x.row.reshape(shape) * (255.0 / pixel_max)), 0, 255).astype(np.uint8)
+        img = Image.fromarray(pixels).resize((shape[1] * factor, shape[0] * factor), Image.Resampling.NEAREST)
+        f = open(folder / name, "xb")                  # never overwrites
+        try:
+            with f:
+                img.save(f, format="PNG")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()                 # no partial file
+            raise
+        written += 1
+    return written
 
 
 def file_bytes(text: str) -> bytes:
@@ -141,14 +294,17 @@ def display_name(text: str) -> str:
     return printable(text)    # the one rule for text shown on a terminal
 
 
-def format_table(preds: Sequence[Prediction]) -> str:
-    """Predictions as an aligned text table: path, class, probability, and with top-k > 1
-    a column of the k most probable classes, ``class (probability)`` each.
+def format_table(preds: Sequence[Prediction], checkpoint: str) -> str:
+    """The answers as an aligned text table under a line naming ``checkpoint``: path, class,
+    probability, and with top-k > 1 a column of the k most probable classes,
+    ``class (probability)`` each. Inputs that could not be read are left out (their errors
+    go to stderr).
 
     Paths and class names are passed through :func:`display_name`, so the table holds no
     surrogate and prints on any UTF-8 stream, also one whose errors are strict.
     """
-    k = max(len(p.top) for p in preds)
+    preds = [p for p in preds if p.error is None]
+    k = max((len(p.top) for p in preds), default=1)
     head = ["path", "class", "probability"] + ([f"top {k}"] if k > 1 else [])
     body = [[display_name(p.path), display_name(p.label), f"{p.probability:.4f}"]
             + (["  ".join(f"{display_name(c)} ({q:.4f})" for c, q in p.top)] if k > 1 else []) for p in preds]
@@ -158,13 +314,24 @@ def format_table(preds: Sequence[Prediction]) -> str:
         text = f"{cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  {cells[2]:>{widths[2]}}"
         return (text + "  " + cells[3]) if len(cells) > 3 else text
 
-    return "\n".join(line(r) for r in [head, *body])
+    return "\n".join([f"checkpoint  {display_name(checkpoint)}"] + [line(r) for r in [head, *body]])
 
 
 def csv_columns(k: int) -> list[str]:
-    """``path, class, probability, top1_class, top1_probability, ..., top{k}_probability``."""
-    return ["path", "class", "probability"] + [f"top{r}_{what}" for r in range(1, k + 1)
-                                               for what in ("class", "probability")]
+    """``path, class, probability, top1_class, top1_probability, ..., top{k}_probability,
+    checkpoint, error``."""
+    return (["path", "class", "probability"] + [f"top{r}_{what}" for r in range(1, k + 1)
+                                                for what in ("class", "probability")] + ["checkpoint", "error"])
+
+
+def csv_row(p: Prediction, k: int, checkpoint: str) -> list:
+    """One CSV row of :func:`csv_columns`: an input that could not be read has empty class,
+    probability and top-k cells and its message in ``error``; one that could, an empty
+    ``error``."""
+    top = [v for c, q in p.top for v in (_csv_text(c), q)]
+    top += [None] * (2 * k - len(top))
+    return ([_csv_text(p.path), None if p.label is None else _csv_text(p.label), p.probability] + top
+            + [_csv_text(checkpoint), None if p.error is None else _csv_text(p.error)])
 
 
 def check_output(path: Path, option: str = "--output", example: str = "preds.csv") -> None:
@@ -185,8 +352,9 @@ def _csv_text(text: str) -> str:
     return file_bytes(text).decode("utf-8", "surrogateescape")
 
 
-def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
-    """Write the predictions to a new CSV file (:func:`csv_columns`) through the one CSV
+def write_csv(path: Path, preds: Sequence[Prediction], checkpoint: str) -> Path:
+    """Write the predictions to a new CSV file (:func:`csv_columns`), one row per input in
+    order, those that could not be read included (:func:`csv_row`), through the one CSV
     writer, :func:`softmax_cli.csvout.csv_text`: a path or class name beginning with ``=``,
     ``+``, ``-``, ``@``, a tab or a carriage return gets a ``'`` in front, so that no
     spreadsheet runs it as a formula (read such a path back without its first ``'``).
@@ -196,11 +364,9 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
     path column names the very file (read it back with ``encoding="utf-8",
     errors="surrogateescape"`` and ``os.fsencode``).
 
-    An existing file is never overwritten: when ``path`` exists the next free name of
-    ``NAME-2.csv``, ``NAME-3.csv``, ... is used, and created exclusively (``open(mode="xb")``),
-    so a file that appears meanwhile is not overwritten either. The whole content is made
-    before the file is created, and a file that cannot be written whole (disk full, an
-    interrupt) is removed, so a failure leaves no partial file and keeps the name free.
+    An existing file is never overwritten (:func:`write_new_file`): when ``path`` exists the
+    next free name of ``NAME-2.csv``, ``NAME-3.csv``, ... is used. A failure leaves no
+    partial file and keeps the name free.
 
     Returns:
         The path written.
@@ -209,9 +375,8 @@ def write_csv(path: Path, preds: Sequence[Prediction]) -> Path:
         OSError: the file cannot be created or written (naming it); nothing is left of it.
         UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
-    k = max(len(p.top) for p in preds)
-    rows = ([_csv_text(p.path), _csv_text(p.label), p.probability] + [v for c, q in p.top for v in (_csv_text(c), q)]
-            for p in preds)
+    k = max((len(p.top) for p in preds), default=0) or 1
+    rows = (csv_row(p, k, checkpoint) for p in preds)
     data = csv_text(csv_columns(k), rows).encode("utf-8", "surrogateescape")   # spreadsheet-safe cells
     return write_new_file(path, data, "--output")
 

@@ -29,7 +29,9 @@ from .errors import UserError
 # holds their data and softmax's download cache)
 SYSTEM_FOLDERS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/run", "/var/log", "/var/lib",
                   "/var/spool", "/var/mail", "/var/run", "/var/cache")
-_DATA_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels")
+# every data key that names a file or folder (cache_dir: where a named data set is downloaded to)
+_DATA_KEYS = ("train", "test", "root", "train_images", "train_labels", "test_images", "test_labels",
+              "cache_dir", "sha256sums")
 
 
 def data_paths(cfg: Config) -> list[tuple[str, str]]:

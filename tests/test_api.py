@@ -97,7 +97,7 @@ def test_pickle_save_and_load_keep_the_predictions(digits, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), proba)
     assert (loaded.predict(X) == clf.predict(X)).all() and loaded.score(X, labels) > 0.95
     # the command line reads it as any checkpoint: 8x8 images on 0-16, the digits' style
-    proc = run_softmax("predict", "-c", tmp_path / "m.npz", SAMPLES / "digits-7.png", "--json", cwd=tmp_path)
+    proc = run_softmax("predict", "-c", tmp_path / "m.npz", SAMPLES / "digits-7.png", "--jsonl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["class"] == "seven"
 
@@ -166,7 +166,7 @@ def test_load_gives_probabilities_of_rows_images_and_files(digits, tmp_path):
     np.testing.assert_array_equal(rows, model.checkpoint.predict_proba(X[:5]))
     np.testing.assert_array_equal(model.predict_proba(X[:5].reshape(5, 8, 8)), rows)     # images
     np.testing.assert_array_equal(model.predict_proba(X[0].reshape(8, 8)), model.predict_proba(X[:1]))  # one
-    proc = run_softmax("predict", "-c", result.run_dir / "best.npz", SAMPLES / "digits-7.png", "--json",
+    proc = run_softmax("predict", "-c", result.run_dir / "best.npz", SAMPLES / "digits-7.png", "--jsonl",
                        "--top-k", "10", cwd=tmp_path)
     by_cli = {p["class"]: p["probability"] for p in json.loads(proc.stdout)["top_k"]}
     from_file = model.predict_proba(SAMPLES / "digits-7.png")[0]

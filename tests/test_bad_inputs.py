@@ -212,7 +212,7 @@ CSV_CASES = [
     ("label_not_integer", {"train.csv": HEAD + "0,1,2,3,4\n0.5,1,2,3,4\n"}, "",
      ("train.csv", "line 3", "label 0.5 is not an integer")),
     ("label_column_absent", {"train.csv": GOOD}, "  label_column: digit\n",
-     ("train.csv", "no column named 'digit'", "label_column", "label, p0")),
+     ("train.csv", "no column named 'digit'", "label_column", "'label', 'p0'")),
     ("label_column_no_header", {"train.csv": "0,1,2,3,4\n1,4,3,2,1\n"}, "  label_column: label\n",
      ("train.csv", "no header row", "first or last")),
     ("not_square", {"train.csv": "label,p0,p1,p2\n0,1,2,3\n"}, "",
@@ -221,10 +221,10 @@ CSV_CASES = [
     ("image_shape_mismatch", {"train.csv": GOOD}, "  image_shape: [3, 3]\n",
      ("train.csv", "4 pixel columns", "data.image_shape [3, 3]")),
     ("pixel_above_max", {"train.csv": HEAD + "0,1,2,3,300\n"}, "",
-     ("train.csv", "[0, 255]", "data.pixel_max", "found [1, 300]")),
+     ("train.csv", "line 2, column 5: pixel value 300 outside [0, 255] (data.pixel_max)")),
     ("pixel_above_custom_max", {"train.csv": HEAD + "0,1,2,3,17\n"}, "  pixel_max: 16\n",
-     ("train.csv", "[0, 16]", "found [1, 17]")),
-    ("pixel_negative", {"train.csv": HEAD + "0,1,2,3,-4\n"}, "", ("train.csv", "[0, 255]", "found [-4, 3]")),
+     ("train.csv", "line 2, column 5: pixel value 17 outside [0, 16]")),
+    ("pixel_negative", {"train.csv": HEAD + "0,1,2,3,-4\n"}, "", ("train.csv", "pixel value -4 outside [0, 255]")),
     ("test_fewer_columns", {"train.csv": GOOD, "test.csv": "label,p0,p1,p2\n0,1,2,3\n"}, "  test: test.csv\n",
      ("test.csv", "columns differ", "train.csv")),
     ("test_other_header", {"train.csv": GOOD, "test.csv": "label,q0,q1,q2,q3\n0,1,2,3,4\n"},
@@ -284,7 +284,7 @@ IDX_CASES = [
     ("root_without_files", {"mnist/readme.txt": "hi"}, ("mnist", "no train-images-idx3-ubyte", "data.root")),
     ("labels_missing", {TI: IMAGES}, ("mnist", "no train-labels-idx1-ubyte")),
     ("wrong_magic", {TI: b"\x12\x34" + IMAGES[2:], TL: LABELS},
-     ("train-images-idx3-ubyte", "not an IDX file", "magic number 1234")),
+     ("train-images-idx3-ubyte", "not an IDX file", "magic number '12340803'")),
     ("empty_file", {TI: b"", TL: LABELS}, ("train-images-idx3-ubyte", "not an IDX file")),
     ("truncated_header", {TI: IMAGES[:10], TL: LABELS}, ("train-images-idx3-ubyte", "truncated IDX header")),
     ("truncated_data", {TI: IMAGES[:-10], TL: LABELS},
@@ -584,8 +584,8 @@ def test_bad_image(tmp_path, checkpoint, build, fragments):
     proc = run_softmax("predict", "-c", checkpoint, good[0], bad, good[1], cwd=tmp_path)
     assert_user_error(proc, *fragments, code=1)
     rows = proc.stdout.splitlines()
-    assert rows[0].split() == ["path", "class", "probability"]
-    assert [r.split()[0] for r in rows[1:]] == [str(g) for g in good]
+    assert rows[0] == f"checkpoint  {checkpoint}" and rows[1].split() == ["path", "class", "probability"]
+    assert [r.split()[0] for r in rows[2:]] == [str(g) for g in good]
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -616,6 +616,22 @@ def test_reject_threshold_refused_for_a_model_with_a_class_named_unknown(tmp_pat
     assert run_softmax("predict", "-c", path, SAMPLES / "digits-3.png", cwd=tmp_path).returncode == 0
 
 
-def test_predict_without_any_checkpoint(tmp_path):
-    _png(0)(tmp_path)
-    assert_user_error(run_softmax("predict", "img.png", cwd=tmp_path), "runs", "no */best.npz", "--checkpoint")
+@pytest.mark.parametrize("args, fragments", [
+    pytest.param(["-c", "mnsit"], ("mnsit", "checkpoint not found", "neither a file nor a shipped model: mnist"),
+                 id="checkpoint_name_misspelt"),
+    pytest.param(["-c", "mnist"], ("mnist", "both a shipped model's name and a file here", "./mnist"),
+                 id="checkpoint_name_is_also_a_file"),
+    pytest.param(["--json", "--jsonl"], ("--json and --jsonl", "choose one"), id="json_and_jsonl"),
+    pytest.param(["--save-inputs", "mnist"], ("mnist", "--save-inputs is not a folder"), id="save_inputs_file"),
+    pytest.param(["--save-inputs", "full"], ("full", "--save-inputs", "not empty"), id="save_inputs_not_empty"),
+    pytest.param(["--save-inputs", "no/such/dir"], ("no/such/dir", "--save-inputs", "does not exist"),
+                 id="save_inputs_parent_missing"),
+])
+def test_predict_bad_checkpoint_name_or_output_option(tmp_path, args, fragments):
+    (tmp_path / "mnist").write_text("a file that happens to be called mnist\n")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.png").write_bytes(b"kept")
+    before = sorted(tmp_path.rglob("*"))
+    proc = run_softmax("predict", SAMPLES / "mnist-3.png", *args, cwd=tmp_path)
+    assert_user_error(proc, *fragments)
+    assert proc.stdout == "" and sorted(tmp_path.rglob("*")) == before

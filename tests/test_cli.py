@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import time
 
 import numpy as np
 import pytest
@@ -126,13 +124,14 @@ def test_progress_lines_go_to_stderr_and_results_to_stdout(tmp_path):
     assert quiet.stderr == ""
 
 
-def test_predict_sample_pngs_with_the_newest_checkpoint(digits_run):
+def test_predict_sample_pngs_with_a_checkpoint_file(digits_run):
     files = sorted(SAMPLES.glob("digits-*.png"))
-    proc = run_softmax("predict", *files, "--json", cwd=digits_run["cwd"])
+    proc = run_softmax("predict", *files, "-c", "runs/digits/best.npz", "--json", cwd=digits_run["cwd"])
     assert proc.returncode == 0, proc.stderr
-    assert "using checkpoint runs/digits/best.npz" in proc.stderr
-    preds = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.stderr == ""                                   # a checkpoint given: nothing to say
+    preds = json.loads(proc.stdout)                            # one document: an array
     assert [p["path"] for p in preds] == [str(f) for f in files]
+    assert {p["checkpoint"] for p in preds} == {"runs/digits/best.npz"} and {p["error"] for p in preds} == {None}
     correct = sum(p["class"] == f.stem.split("-")[1] for p, f in zip(preds, files))
     assert correct >= 8, preds
     # the probabilities are the model's on the image preprocessed as the training data was
@@ -143,31 +142,36 @@ def test_predict_sample_pngs_with_the_newest_checkpoint(digits_run):
     ckpt = load_checkpoint(digits_run["best_checkpoint"])
     rows = np.stack([image_to_input(f, ckpt.image_shape, ckpt.preprocessor.pixel_max, ckpt.meta["image_style"])
                      for f in files])
-    proba = ckpt.model.predict_proba(ckpt.preprocessor.transform(rows))
+    proba = ckpt.predict_proba(rows)                           # calibrated: softmax(logits / T)
+    assert ckpt.temperature != 1.0
     for p, expected in zip(preds, proba):
         assert p["class"] == ckpt.classes[expected.argmax()]
         assert p["probability"] == pytest.approx(float(expected.max()), rel=1e-6)
 
 
-@pytest.mark.parametrize("newer", ["a", "b"])
-def test_predict_without_checkpoint_takes_the_newest_best(digits_run, tmp_path, newer):
-    # two runs' best.npz, the one not named `newer` 100 s older (neither the first found
-    # nor the first by name wins both cases)
-    for name in ("a", "b"):
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        target = tmp_path / "runs" / name / "best.npz"
-        shutil.copy(digits_run["best_checkpoint"], target)
-        os.utime(target, (time.time() - (0 if name == newer else 100),) * 2)
-    proc = run_softmax("predict", SAMPLES / "digits-7.png", cwd=tmp_path)
+def test_predict_without_checkpoint_uses_the_shipped_model_never_a_run(digits_run, tmp_path):
+    # a newer training run lies in runs/ (the 0-1 model of issue 16 answered "0" for a 3 this way)
+    (tmp_path / "runs" / "digits").mkdir(parents=True)
+    shutil.copy(digits_run["best_checkpoint"], tmp_path / "runs" / "digits" / "best.npz")
+    seven = SAMPLES / "mnist-7.png"
+    proc = run_softmax("predict", seven, "--jsonl", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert f"using checkpoint runs/{newer}/best.npz" in proc.stderr
+    assert proc.stderr.startswith("using the shipped model mnist (") and "runs" not in proc.stderr
+    (pred,) = map(json.loads, proc.stdout.splitlines())
+    assert pred["class"] == "7" and pred["checkpoint"] == "mnist"
+    named = run_softmax("predict", seven, "-c", "mnist", "--jsonl", cwd=tmp_path)
+    assert named.returncode == 0 and named.stderr == ""        # asked for by name: nothing to say
+    assert json.loads(named.stdout) == pred                    # the same model, the same answer
+    table = run_softmax("predict", seven, cwd=tmp_path).stdout.splitlines()
+    assert table[0] == "checkpoint  mnist" and table[1].split() == ["path", "class", "probability"]
 
 
 def test_predict_top_k_text(digits_run):
     proc = run_softmax("predict", SAMPLES / "digits-0.png", SAMPLES / "digits-1.png", "--top-k", "3", "-c",
                        digits_run["best_checkpoint"], cwd=digits_run["cwd"])
     assert proc.returncode == 0
-    head, *rows = proc.stdout.splitlines()
+    named, head, *rows = proc.stdout.splitlines()
+    assert named == f"checkpoint  {digits_run['best_checkpoint']}"
     assert head.split() == ["path", "class", "probability", "top", "3"]
     assert len(rows) == 2 and rows[0].startswith(str(SAMPLES / "digits-0.png"))
     for row in rows:
@@ -205,10 +209,14 @@ def test_predict_takes_files_folders_and_globs(digits_run, tmp_path):
         "softmax: error: none-*.png: no file matches this pattern",
         "softmax: error: empty: folder holds no files",
     ]
-    preds = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [p["path"] for p in preds] == ["scans/a/three", "scans/b/c/seven.png", "scans/b/c/seven.png",
-                                          "odd[1].png"]
-    assert [p["class"] for p in preds] == ["3", "7", "7", "3"]
+    preds = json.loads(proc.stdout)                           # an object per input, in order, errors too
+    assert [(p["path"], p["class"], p["error"]) for p in preds] == [
+        ("scans/notes.txt", None, "not an image file Pillow can read"), ("scans/a/three", "3", None),
+        ("scans/b/c/seven.png", "7", None), ("scans/b/c/seven.png", "7", None),
+        ("odd[1].png", "3", None), ("missing.png", None, "file not found"),
+        ("none-*.png", None, "no file matches this pattern"), ("empty", None, "folder holds no files")]
+    assert {p["checkpoint"] for p in preds} == {digits_run["best_checkpoint"]}
+    assert all(p["probability"] is None and p["top_k"] == [] for p in preds if p["error"])
 
 
 def test_predict_writes_csv_and_never_overwrites(digits_run, tmp_path):
@@ -222,34 +230,55 @@ def test_predict_writes_csv_and_never_overwrites(digits_run, tmp_path):
     assert (tmp_path / "preds.csv").read_text() == "mine\n"
     proc = run_softmax(*args, "-o", "preds.csv", "--json", cwd=tmp_path)
     assert "to preds-3.csv" in proc.stderr
-    as_json = [json.loads(line) for line in proc.stdout.splitlines()]
+    as_json = json.loads(proc.stdout)
     for name in ("preds-2.csv", "preds-3.csv"):
         with open(tmp_path / name, newline="") as f:
             rows = list(csv.DictReader(f))
         assert list(rows[0]) == ["path", "class", "probability", "top1_class", "top1_probability",
-                                 "top2_class", "top2_probability"]
+                                 "top2_class", "top2_probability", "checkpoint", "error"]
         assert [r["path"] for r in rows] == [str(f) for f in files]
-        for row, obj in zip(rows, as_json):
+        assert {r["checkpoint"] for r in rows} == {digits_run["best_checkpoint"]}
+        assert {r["error"] for r in rows} == {""}
+        for row, obj in zip(rows, as_json, strict=True):
             assert row["class"] == obj["class"] == row["top1_class"]
             assert float(row["probability"]) == pytest.approx(obj["probability"], rel=1e-6)
             assert row["top2_class"] == obj["top_k"][1]["class"]
             assert float(row["top2_probability"]) == pytest.approx(obj["top_k"][1]["probability"], rel=1e-6)
 
 
+def test_predict_csv_has_a_row_per_input_in_order_with_the_errors(digits_run, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image\n")
+    three, seven = SAMPLES / "digits-3.png", SAMPLES / "digits-7.png"
+    proc = run_softmax("predict", three, "notes.txt", "missing.png", seven, "-c", digits_run["best_checkpoint"],
+                       "-k", "2", "-o", "p.csv", cwd=tmp_path)
+    assert proc.returncode == 1                                # something could not be read
+    assert proc.stderr.splitlines() == ["softmax: error: notes.txt: not an image file Pillow can read",
+                                        "softmax: error: missing.png: file not found",
+                                        "wrote 2 predictions and 2 error rows to p.csv"]
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["path"], r["class"], r["error"]) for r in rows] == [
+        (str(three), "3", ""), ("notes.txt", "", "not an image file Pillow can read"),
+        ("missing.png", "", "file not found"), (str(seven), "7", "")]
+    assert [r["probability"] == "" for r in rows] == [False, True, True, False]
+    assert all(r["top1_class"] == r["top2_probability"] == "" for r in rows[1:3])
+    assert {r["checkpoint"] for r in rows} == {digits_run["best_checkpoint"]}
+
+
 def test_predict_reject_threshold_answers_unknown_below_it(digits_run, tmp_path):
     files = sorted(SAMPLES.glob("*.png"))
     base = ("predict", *files, "-c", digits_run["best_checkpoint"], "--json")
-    plain = [json.loads(line) for line in run_softmax(*base, cwd=tmp_path).stdout.splitlines()]
+    plain = json.loads(run_softmax(*base, cwd=tmp_path).stdout)
     p = sorted(x["probability"] for x in plain)[len(plain) // 2]           # the median: half answered
     proc = run_softmax(*base, "--reject-threshold", repr(p), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    gated = [json.loads(line) for line in proc.stdout.splitlines()]
+    gated = json.loads(proc.stdout)
     for before, after in zip(plain, gated, strict=True):
         expected = before["class"] if before["probability"] >= p else "unknown"
         assert after["class"] == expected and after["probability"] == before["probability"]
         assert after["top_k"] == before["top_k"]                       # the best guess stays visible
     assert 0 < sum(x["class"] == "unknown" for x in gated) < len(gated)
-    table = run_softmax(*base[:-1], "--reject-threshold", "1", cwd=tmp_path).stdout.splitlines()[1:]
+    table = run_softmax(*base[:-1], "--reject-threshold", "1", cwd=tmp_path).stdout.splitlines()[2:]
     assert {row.split()[1] for row in table if float(row.split()[2]) < 1} == {"unknown"}
 
 
@@ -273,7 +302,9 @@ def test_eval_val_split_reproduces_the_best_epoch_row(digits_run):
         row = list(csv.DictReader(f))[digits_run["best_epoch"] - 1]
     val = json.loads(run_softmax("eval", digits_run["best_checkpoint"], "--split", "val", "--json",
                                  cwd=digits_run["cwd"]).stdout)
-    assert val["loss"] == pytest.approx(float(row["val_loss"]), rel=1e-6)   # best.npz is that epoch
+    # best.npz is that epoch; the curves show the loss before temperature scaling
+    assert val["uncalibrated_loss"] == pytest.approx(float(row["val_loss"]), rel=1e-6)
+    assert val["temperature"] != 1.0 and val["loss"] < val["uncalibrated_loss"]  # T fitted on val lowers its NLL
     assert val["accuracy"] == pytest.approx(float(row["val_acc"]), abs=1e-12)
 
 
@@ -355,7 +386,7 @@ def test_predict_reads_16_bit_images_like_8_bit_ones(digits_run, tmp_path):
     gray8 = np.asarray(Image.open(SAMPLES / "digits-3.png").convert("L"), dtype=np.uint16)
     Image.fromarray(gray8 * 200 + 5000).save(tmp_path / "three16.png")     # 16-bit, grey paper
     assert Image.open(tmp_path / "three16.png").mode.startswith("I")
-    outputs = [json.loads(run_softmax("predict", path, "-c", digits_run["best_checkpoint"], "--json",
+    outputs = [json.loads(run_softmax("predict", path, "-c", digits_run["best_checkpoint"], "--jsonl",
                                       cwd=tmp_path).stdout) for path in (SAMPLES / "digits-3.png", tmp_path / "three16.png")]
     assert outputs[0]["class"] == outputs[1]["class"] == "3"
     assert outputs[1]["probability"] == pytest.approx(outputs[0]["probability"], abs=1e-3)

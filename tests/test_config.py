@@ -16,7 +16,9 @@ def test_shipped_configs_load():
     digits = load_config(CONFIGS / "digits.yaml")
     assert digits.name == "digits" and digits.data.source == "digits"
     mnist = load_config(CONFIGS / "mnist.yaml")
-    assert mnist.data.source == "idx" and Path(mnist.data.root).is_absolute()
+    assert mnist.data.source == "mnist" and mnist.data.root is None
+    local = load_config(CONFIGS / "mnist.yaml", ["data.root=some/copy"])
+    assert Path(local.data.root).is_absolute()
 
 
 def test_overrides_parse_values_as_yaml_and_create_mappings():

@@ -48,7 +48,7 @@ def test_the_corpus_is_what_make_bad_inputs_writes(tmp_path):
 def test_the_corpus_has_at_least_40_cases_of_every_kind():
     assert len(CASES) >= 40
     kinds = {case.name.split("-")[0] for case in CASES}
-    assert kinds == {"config", "csv", "idx", "folder", "checkpoint", "image"}
+    assert kinds == {"config", "csv", "idx", "folder", "checkpoint", "image", "npz"}
 
 
 def make_setup(work: Path, setup: dict) -> None:

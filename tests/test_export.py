@@ -188,7 +188,7 @@ def test_a_signal_during_export_is_exit_130_and_one_line(mnist_run, tmp_path, si
     os.kill(proc.pid, sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (proc.returncode, err)
-    assert err == "softmax: interrupted\n" and out == ""
+    assert err == f"softmax: interrupted ({sig.name})\n" and out == ""
     assert not target.exists()
 
 

@@ -79,7 +79,7 @@ def test_predict_agrees_with_the_labels_of_500_test_digits_in_other_styles(mnist
     proc = run_softmax("predict", "digits", "-c", mnist_run["best_checkpoint"], "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     right: dict[str, list[bool]] = {}
-    for p in map(json.loads, proc.stdout.splitlines()):
+    for p in json.loads(proc.stdout):
         path = Path(p["path"])
         right.setdefault(path.parent.name, []).append(p["class"] == path.stem.split("-")[1])
     accuracy = {style: float(np.mean(hits)) for style, hits in right.items()}
@@ -118,7 +118,7 @@ def test_predict_tells_formats_by_content_and_applies_exif_orientation(mnist_run
                        "--json", "--top-k", "10", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     proba = {Path(p["path"]).name: {t["class"]: t["probability"] for t in p["top_k"]}
-             for p in map(json.loads, proc.stdout.splitlines())}
+             for p in json.loads(proc.stdout)}
 
     def vec(name):
         return np.array([proba[name][str(c)] for c in range(10)])
@@ -178,7 +178,7 @@ def test_training_from_an_image_folder_sees_what_predict_sees(mnist_test_set, tm
     proc = run_softmax("predict", "test", "-c", ckpt, "--json", "--top-k", "3", "--reject-threshold", "0.9",
                        cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    preds = [json.loads(line) for line in proc.stdout.splitlines()]
+    preds = json.loads(proc.stdout)
     assert len(preds) == 45
     truth = [Path(p["path"]).relative_to("test").parts[0] for p in preds]
     # predict's inputs are the ones eval scored (same loader code): same loss, accuracy, coverage

@@ -69,13 +69,14 @@ def test_the_table_and_json_lines_print_non_utf8_names_on_a_strict_stdout(tmp_pa
     table = run_softmax("predict", "-c", model, bad_image, "-k", "2", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert table.stderr == ""
-    head, line = table.stdout.splitlines()
+    named, head, line = table.stdout.splitlines()
+    assert named == f"checkpoint  {model}"
     assert head.split() == ["path", "class", "probability", "top", "2"]
     path, label, _, top1, _, top2, _ = line.split()
     assert path == r"bad\xffname.png"                               # the byte, escaped for reading
     assert label == top1 and label in [rf"c{i}\xff" for i in range(10)] and top2.endswith(r"\xff")
 
-    lines = run_softmax("predict", "-c", model, bad_image, "-k", "2", "--json", cwd=tmp_path)
+    lines = run_softmax("predict", "-c", model, bad_image, "-k", "2", "--jsonl", cwd=tmp_path)
     assert lines.returncode == 0, lines.stderr
     got = json.loads(lines.stdout)
     assert os.fsencode(got["path"]) == BAD_NAME                     # \udcff: round-trips to the bytes

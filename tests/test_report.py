@@ -85,7 +85,7 @@ def test_eval_report_writes_pictures_csv_and_a_markdown_summary(digits_run, tmp_
     result = json.loads(proc.stdout)
     assert result["report"] == str(report / "report.md") and "report.md" in proc.stderr
     assert sorted(p.name for p in report.iterdir()) == ["confusion_matrix.png", "errors.png", "per_class.csv",
-                                                        "report.md"]
+                                                        "reliability.png", "report.md"]
     cm = np.array(result["confusion_matrix"])
     n_wrong = int(cm.sum() - np.trace(cm))
     assert n_wrong > 0                                       # the digits model makes a few mistakes
@@ -107,10 +107,11 @@ def test_eval_report_writes_pictures_csv_and_a_markdown_summary(digits_run, tmp_
 
     text = (report / "report.md").read_text()
     links = re.findall(r"\]\(([^)]+)\)", text)
-    assert sorted(set(links)) == ["confusion_matrix.png", "errors.png", "per_class.csv"]
+    assert sorted(set(links)) == ["confusion_matrix.png", "errors.png", "per_class.csv", "reliability.png"]
     assert all((report / link).is_file() for link in links)  # relative to the report itself
     for fact in (digits_run["best_checkpoint"], "| split | test |", "| images | 360 |",
-                 f"| accuracy | {result['accuracy']:.4f}", f"| loss | {result['loss']:.4f}"):
+                 f"| accuracy | {result['accuracy']:.4f}", f"| loss | {result['loss']:.4f}",
+                 f"| ECE | {result['ece']:.4f}", f"| temperature | {result['temperature']:.3f} |"):
         assert fact in text, fact
     rows = re.findall(r"^\| ([\d.]+) \| ([\d.]+) \| ([\d.-]+) \| (\d+) \|$", text, re.M)
     assert [(float(t), float(c), int(n)) for t, c, _, n in rows] == [
@@ -185,26 +186,46 @@ def test_inspect_prints_what_is_inside_a_checkpoint(digits_run):
     assert last["training_state"]["finished"] is True
 
 
-def test_inspect_draws_the_first_layer_weights_tile_by_tile(digits_run, tmp_path):
-    out = tmp_path / "w0.png"
-    proc = run_softmax("inspect", digits_run["best_checkpoint"], "--weights", out, cwd=tmp_path)
-    assert proc.returncode == 0 and "512 first-layer units" in proc.stderr, proc.stderr
-    # 23 x 23 tiles (the last row part-filled) of 8 x 8 weights, each weight a 2 x 2 block
-    # (600 // 206 pixels), one grey pixel row between tiles, the mosaic's corner at (20, 50):
-    # a clearly positive weight is red, a negative blue
-    side = 23 * 9 - 1
-    pixels = open_png(out, (side * 2 + 40, side * 2 + 70))
-    with np.load(digits_run["best_checkpoint"]) as npz:
-        W = npz["W0"]
+def _check_weight_tiles(png, W: np.ndarray, units: list[int], cols: int, scale: int) -> None:
+    """Tile ``t`` of the mosaic (row by row, ``cols`` a row) shows unit ``units[t]`` of ``W``:
+    8 x 8 weights, each a ``scale`` x ``scale`` block, one grey pixel row between tiles, the
+    mosaic's corner at (20, 50); a clearly positive weight is red, a negative one blue."""
+    rows = -(-len(units) // cols)
+    side_w, side_h = cols * 9 - 1, rows * 9 - 1
+    pixels = open_png(png, (side_w * scale + 40, side_h * scale + 70))
     checked = 0
-    for j in range(512):
-        r, c = divmod(j, 23)
+    for t, j in enumerate(units):
+        r, c = divmod(t, cols)
         tile = W[:, j].reshape(8, 8) / np.abs(W[:, j]).max()
         for i, k in zip(*np.nonzero(np.abs(tile) > 0.3)):
-            red, _, blue = pixels[50 + (9 * r + i) * 2 + 1, 20 + (9 * c + k) * 2 + 1]
+            red, _, blue = pixels[50 + (9 * r + i) * scale + scale // 2, 20 + (9 * c + k) * scale + scale // 2]
             assert (red > blue) == (tile[i, k] > 0), (j, i, k)
             checked += 1
-    assert checked > 1000
+    assert checked > 2 * len(units)
+
+
+def test_inspect_draws_the_64_units_of_largest_norm_legibly(digits_run, tmp_path):
+    out = tmp_path / "w0.png"
+    proc = run_softmax("inspect", digits_run["best_checkpoint"], "--weights", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "64 of 512 first-layer units (largest norms)" in proc.stderr
+    with np.load(digits_run["best_checkpoint"]) as npz:
+        W = npz["W0"]
+    largest = np.argsort(-np.linalg.norm(W.astype(np.float64), axis=0), kind="stable")[:64]
+    # 8 x 8 tiles: the mosaic is 71 weights wide, each weight 900 // 71 = 12 pixels
+    _check_weight_tiles(out, W, list(largest), cols=8, scale=12)
+
+
+def test_inspect_max_units_draws_every_unit(digits_run, tmp_path):
+    out = tmp_path / "w0.png"
+    proc = run_softmax("inspect", digits_run["best_checkpoint"], "--weights", out, "--max-units", "512",
+                       cwd=tmp_path)
+    assert proc.returncode == 0 and "512 first-layer units as 8x8" in proc.stderr, proc.stderr
+    with np.load(digits_run["best_checkpoint"]) as npz:
+        W = npz["W0"]
+    order = np.argsort(-np.linalg.norm(W.astype(np.float64), axis=0), kind="stable")
+    # 23 x 23 tiles, 206 weights wide: 900 // 206 = 4 pixels a weight
+    _check_weight_tiles(out, W, list(order), cols=23, scale=4)
 
 
 def test_inspect_refuses_a_non_checkpoint_as_eval_does(tmp_path):

@@ -44,7 +44,7 @@ def test_images_get_the_numbers_softmax_predict_gives(server, digits_run):
     response = post_files(server, *[(p.name, p.read_bytes()) for p in DIGITS], top_k=3)
     assert response.status_code == 200, response.text
     answers = response.json()["predictions"]
-    proc = run_softmax("predict", *DIGITS, "-c", digits_run["best_checkpoint"], "--json", "--top-k", "3",
+    proc = run_softmax("predict", *DIGITS, "-c", digits_run["best_checkpoint"], "--jsonl", "--top-k", "3",
                        cwd=digits_run["cwd"])
     expected = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [a["filename"] for a in answers] == [p.name for p in DIGITS]

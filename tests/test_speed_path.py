@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -111,14 +112,17 @@ def test_adam_flushes_subnormal_moments_to_zero():
 def test_predict_and_help_do_not_import_the_training_stack(tmp_path):
     # start-up time: what `softmax --help` and `softmax predict` import must stay light
     # (pydantic: typer 0.29 imports it to convert arguments, hence pyproject's typer < 0.29)
-    heavy = ("('sklearn', 'scipy', 'numba', 'matplotlib', 'tqdm', 'torch', 'yaml', 'softmax_cli.config', "
-             "'pydantic')")
-    code = ("import sys; import softmax_cli.cli, softmax_cli.checkpoint, softmax_cli.data.images; "
-            f"print(sorted(m for m in {heavy} if m in sys.modules))")
+    heavy = ("('sklearn', 'scipy', 'skimage', 'numba', 'matplotlib', 'tqdm', 'torch', 'yaml', "
+             "'softmax_cli.config', 'pydantic')")
+    code = ("import sys; import softmax_cli.cli, softmax_cli.checkpoint, softmax_cli.data.images, "
+            f"softmax_cli.predict, softmax_cli.models; print(sorted(m for m in {heavy} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
-    # and a whole predict run with every option, through the console script's main()
+    # and a whole predict run with every option, through the console script's main(): reading
+    # a photo needs SciPy (lighting, connected components) and scikit-image (Otsu's threshold),
+    # imported by the functions that use them (softmax_cli/data/ink.py), so they are the only
+    # ones of the list a run may import
     from softmax_cli.checkpoint import save_checkpoint
     from softmax_cli.data import Preprocessor
 
@@ -129,11 +133,13 @@ def test_predict_and_help_do_not_import_the_training_stack(tmp_path):
     code = ("import atexit, sys; from softmax_cli.cli import main\n"
             f"atexit.register(lambda: print(sorted(m for m in {heavy} if m in sys.modules)))\n"
             "sys.argv = ['softmax', 'predict', '-c', 'm.npz', sys.argv[1], sys.argv[1] + '/*.png', "
-            "'--top-k', '2', '--reject-threshold', '0.5', '--output', 'p.csv', '--json']\nmain()")
+            "'--top-k', '2', '--reject-threshold', '0.5', '--output', 'p.csv', '--json', '--save-inputs', 'seen']\n"
+            "main()")
     out = subprocess.run([sys.executable, "-c", code, str(SAMPLES)], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("\n") == 41 and out.stdout.splitlines()[-1] == "[]"   # 40 predictions, then
-    assert (tmp_path / "p.csv").is_file()
+    document, imported = out.stdout.splitlines()                # one JSON document, then the modules
+    assert len(json.loads(document)) == 40 and imported == "['scipy', 'skimage']"
+    assert (tmp_path / "p.csv").is_file() and len(list((tmp_path / "seen").iterdir())) == 40
 
 
 def test_predict_and_inspect_never_import_matplotlib(digits_run):

@@ -12,6 +12,7 @@ folder of images (``data.source: folder``) and ``softmax predict`` both go throu
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import stat
@@ -25,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError
 from ..files import open_regular
+from .ink import ink_map
 
 # fit: fraction of the frame the ink's bounding box is scaled to fit (keeping aspect ratio);
 # center: "mass" (centre of mass to the frame's centre) or "box" (bounding box centred);
@@ -157,9 +159,11 @@ def load_grayscale(path: str | Path | BinaryIO) -> np.ndarray:
             (a FIFO, socket or device: refused before it is read, it could block), not an
             image Pillow can decode, or larger than the decompression-bomb limit.
     """
-    path = path if hasattr(path, "read") else Path(path)
+    in_memory = hasattr(path, "read")
+    path = path if in_memory else Path(path)
+    opened = contextlib.nullcontext(path) if in_memory else open_regular(path, "file", "an image file")
     try:
-        with warnings.catch_warnings(), open_regular(path, "file", "an image file") as f:
+        with warnings.catch_warnings(), opened as f:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(f) as img:
                 img = ImageOps.exif_transpose(img)
@@ -182,28 +186,6 @@ def load_grayscale(path: str | Path | BinaryIO) -> np.ndarray:
     except (OSError, ValueError, EOFError, SyntaxError, struct.error) as exc:
         raise UserError(f"{path}: cannot decode image ({exc})") from None
     return gray
-
-
-def ink_map(gray: np.ndarray) -> np.ndarray:
-    """Turn luminance (h, w) in [0, 1] into ink (h, w) in [0, 1]: 0 background, 1 full ink.
-
-    The background level is the median of the border pixels; a light background (> 0.5) is
-    inverted so that ink is bright, as in MNIST. Contrast is stretched so the darkest
-    background maps to 0 and the strongest ink to 1.
-
-    Raises:
-        ValueError: the image has no ink (a uniform image).
-    """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = float(np.median(border))
-    ink = 1.0 - gray if background > 0.5 else gray.copy()
-    background = min(background, 1.0 - background)
-    top = float(ink.max())
-    if top - background < 0.1:
-        raise ValueError("no ink found: the image is blank or has almost no contrast")
-    ink -= background
-    ink /= top - background
-    return np.clip(ink, 0.0, 1.0, out=ink)
 
 
 def normalize_digit(ink: np.ndarray, shape: tuple[int, int], style: str = "mnist") -> np.ndarray:
@@ -255,14 +237,17 @@ def image_to_input(path: str | Path, shape: tuple[int, int], pixel_max: float,
                    style: str = "mnist") -> np.ndarray:
     """Read an image file and map it to one raw model input row.
 
-    Grayscale (alpha on white), invert a light background, normalise the digit as the
-    training data was (:func:`normalize_digit`), and scale to ``[0, pixel_max]``.
+    Grayscale (alpha on white, :func:`load_grayscale`); find the ink as a photo or scan
+    needs it (:func:`~softmax_cli.data.ink.ink_map`: polarity from the histogram, uneven
+    lighting flattened, Otsu's threshold, only the digit's connected components, grey levels
+    kept); normalise the digit as the training data was (:func:`normalize_digit`); scale to
+    ``[0, pixel_max]``.
 
     Returns:
         float32 (height * width,) in the training data's raw pixel units.
 
     Raises:
-        UserError: unreadable or non-image file, or an image with no ink.
+        UserError: unreadable or non-image file, or an image with no ink (naming the file).
     """
     gray = load_grayscale(path)
     try:

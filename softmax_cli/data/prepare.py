@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UserError, quote, quote_data
 from .sources import Dataset
 
 if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
@@ -101,12 +101,15 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
     """
     from sklearn.model_selection import train_test_split
 
+    if ds.X_test is None or cfg.val_fraction > 0:
+        _check_stratifiable(ds)
+
     def split(arrays: tuple, y, key: str, fraction: float):
         try:
             return train_test_split(*arrays, test_size=fraction, stratify=y, random_state=seed)
         except ValueError as exc:
-            raise UserError(f"{ds.description}: cannot split the data by {key} {fraction!r} ({exc})",
-                            key=key) from None
+            raise UserError(f"{ds.description}: cannot split the data by {key} {fraction!r} "
+                            f"({quote(str(exc))[1:-1]})", key=key) from None
 
     rows = np.arange(len(ds.y))       # split along with the data: which rows each part holds
     if ds.X_test is not None:
@@ -118,6 +121,19 @@ def make_splits(ds: Dataset, cfg: DataConfig, seed: int) -> Splits:
     if cfg.val_fraction > 0:
         X, X_val, y, y_val, rows, rows_val = split((X, y, rows), y, "data.val_fraction", cfg.val_fraction)
     return Splits(X, y, X_val, y_val, X_test, y_test, rows, rows_val, rows_test)
+
+
+def _check_stratifiable(ds: Dataset) -> None:
+    """Refuse classes of a single example (a stratified split needs two of each), naming a
+    few of them: the message stays one short line however many classes there are."""
+    counts = np.bincount(ds.y, minlength=len(ds.classes))
+    single = np.flatnonzero(counts == 1)
+    if single.size:
+        names = ", ".join(quote_data(ds.classes[i]) for i in single[:5])
+        more = f" and {single.size - 5} more" if single.size > 5 else ""
+        raise UserError(f"{ds.description}: cannot split the data: {single.size} of {len(ds.classes)} "
+                        f"classes have only 1 member ({names}{more}); a stratified split needs at "
+                        f"least 2 examples of each class")
 
 
 def _mean_and_std(X: np.ndarray, rows: int = 4096) -> tuple[float, float]:

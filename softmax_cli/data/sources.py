@@ -1,73 +1,81 @@
-"""Dataset sources: scikit-learn's digits, CSV files, IDX (MNIST) files and folders of images.
+"""Dataset sources, one loader per ``data.source``, and the readers ``predict`` shares.
 
 Every source returns a :class:`Dataset` of raw pixel values (no scaling yet): features float32
-``(n, d)`` in ``[0, pixel_max]``, labels int64 ``(n,)`` indexing ``classes``, and the image
-shape ``(h, w)`` with ``h * w == d``.
+``(n, d)`` in ``[0, pixel_max]`` (0 the background), labels int64 ``(n,)`` indexing ``classes``,
+and the image shape ``(h, w)`` with ``h * w == d``. The formats live in their own modules:
+delimited text (:mod:`.delimited`), IDX (:mod:`.idx`), NumPy arrays (:mod:`.arrays`), data
+sets downloaded by name (:mod:`.download`); scikit-learn's digits and folders of images here.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import math
-import warnings
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import UserError, quote_data
+from ..errors import UserError
+from .arrays import NPY_MAGIC, ZIP_MAGIC, load_npz, read_array_rows
+from .dataset import Dataset, image_shape_for, index_labels, labels_to_classes, pixel_range_of, range_name
+from .delimited import read_rows, read_table, same_columns
+from .files import check_regular, open_regular
+from .idx import load_idx, read_idx
 from .images import files_in, image_to_input, style_for
 
 if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
     from ..config import DataConfig
 
-
-@dataclass
-class Dataset:
-    """Raw data from one source, before splitting and scaling.
-
-    Attributes:
-        X: float32 (n, d) pixel values, 0 = background, ``pixel_max`` = full ink. After
-            ``softmax_cli.experiment.prepare_data`` has split them, ``X`` and ``y`` are
-            emptied (0 rows): the splits hold the rows.
-        y: int64 (n,) class indices into ``classes``.
-        classes: class names, ``classes[i]`` is the name of label ``i``.
-        image_shape: ``(height, width)`` of one image, ``height * width == d``.
-        pixel_max: the value of full ink (digits 16, MNIST 255).
-        X_test, y_test: the source's own test split, or None when it has none.
-        description: where the data came from, for messages and checkpoints.
-    """
-
-    X: np.ndarray
-    y: np.ndarray
-    classes: list[str]
-    image_shape: tuple[int, int]
-    pixel_max: float
-    X_test: Optional[np.ndarray] = None
-    y_test: Optional[np.ndarray] = None
-    description: str = ""
+__all__ = ["Dataset", "load_dataset", "load_csv", "load_idx", "load_npz", "load_digits", "load_folder",
+           "read_idx", "read_pixel_rows"]
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Load the source named by ``cfg.source``.
 
     Raises:
-        UserError: a missing or malformed file, naming it and what was wrong, or training
-            labels of one class only.
+        UserError: a missing or malformed file, naming it and what was wrong, a download
+            that fails, or training labels of one class only.
     """
-    loaders = {"digits": load_digits, "csv": load_csv, "idx": load_idx, "folder": load_folder}
+    if cfg.source in ("mnist", "fashion-mnist", "kmnist"):
+        from .download import load_named
+
+        return load_named(cfg)
+    loaders = {"digits": load_digits, "csv": load_csv, "idx": load_idx, "folder": load_folder, "npz": load_npz}
     return loaders[cfg.source](cfg)
 
 
-def _need_two_classes(classes: np.ndarray, labels_path: Path) -> None:
-    if len(classes) < 2:
-        label = quote_data(f"{classes[0]:g}", bare=True)
-        raise UserError(f"{labels_path}: every training label is {label}; a classifier "
-                        f"needs at least two classes")
+def read_pixel_rows(path: str | Path, n_features: int, pixel_range: tuple[float, float] = (0.0, 255.0),
+                    delimiter: str | None = None, range_key: str = "data.pixel_range") -> np.ndarray:
+    """Label-less rows of pixels from a data file, for ``softmax predict data.csv``.
+
+    The file's kind is told by its content: an ``.npy`` array, an ``.npz`` archive (its one
+    array, or ``x``, or ``x_test``), else delimited text (gzip or not) read with the layout
+    rules of ``data.source: csv`` (:mod:`softmax_cli.data.delimited`: the delimiter sniffed
+    unless ``delimiter`` (comma, semicolon, tab, whitespace) is given, a header when the
+    first row is not numeric) with no label column: every row holds ``n_features`` pixels.
+
+    Args:
+        path: the file.
+        n_features: pixels per row (the model's input size).
+        pixel_range: ``(low, high)`` of the data (a checkpoint's ``data.pixel_range``, else
+            ``(0, pixel_max)``); every value must lie in it.
+        delimiter: force a delimiter for text files.
+        range_key: the config key to name when a value lies outside ``pixel_range``.
+
+    Returns:
+        float32 (n, n_features) in ``[0, high - low]`` (each value minus ``low``), rows in
+        file order: the raw pixel rows ``Checkpoint.predict_proba`` takes.
+
+    Raises:
+        UserError: naming the file and the place: not a regular file, a row of another
+            width, a cell that is not a number, a value outside ``pixel_range``.
+    """
+    with open_regular(path) as f:
+        magic = f.read(6)
+    if magic == NPY_MAGIC or magic[:4] == ZIP_MAGIC:
+        return read_array_rows(path, n_features, pixel_range, range_key)
+    return read_rows(path, n_features, pixel_range, delimiter, range_key)
 
 
 # --------------------------------------------------------------------------------- digits
@@ -84,281 +92,40 @@ def load_digits(cfg: DataConfig | None = None) -> Dataset:
                    pixel_max=16.0, description="scikit-learn digits (8x8, 1797 images)")
 
 
-# ------------------------------------------------------------------------------------ IDX
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_IDX_NAMES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic number.
-
-    Raises:
-        UserError: naming ``path``: missing, a directory, unreadable, not a regular file (a
-            device such as /dev/zero or a pipe would be read without end), or corrupt gzip.
-    """
-    if path.exists() and not path.is_file() and not path.is_dir():
-        raise UserError(f"{path}: not a regular file")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise UserError(f"{path}: corrupt gzip data ({exc})") from None
-    return data
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (LeCun's MNIST format), gzip-compressed or raw.
-
-    Format: two zero bytes, a type code (0x08 ubyte, 0x09 byte, 0x0B int16, 0x0C int32,
-    0x0D float32, 0x0E float64), the number of dimensions, then each dimension as a
-    big-endian uint32, then the data in row-major order (http://yann.lecun.com/exdb/mnist/).
-
-    Returns:
-        An array of the stored shape, in native byte order.
-
-    Raises:
-        UserError: unreadable file, corrupt gzip, wrong magic number, truncated data.
-    """
-    path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        magic = quote_data(data[:4].hex() or "empty", bare=True)
-        raise UserError(f"{path}: not an IDX file (bad magic number {magic})")
-    ndim = data[3]
-    header = 4 + 4 * ndim
-    if ndim == 0 or len(data) < header:
-        raise UserError(f"{path}: truncated IDX header")
-    shape = tuple(int(v) for v in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = math.prod(shape) * dtype.itemsize
-    if len(data) - header != expected:
-        raise UserError(f"{path}: IDX data has {len(data) - header} bytes, "
-                        f"the header {shape} asks for {expected}")
-    return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _idx_path(cfg: DataConfig, key: str) -> Path | None:
-    explicit = getattr(cfg, key)
-    if explicit is not None:
-        return Path(explicit)
-    if cfg.root is None:
-        return None
-    root = Path(cfg.root)
-    if not root.is_dir():
-        raise UserError(f"{root}: data.root is not a directory")
-    for name in (_IDX_NAMES[key] + ".gz", _IDX_NAMES[key]):
-        if (root / name).exists():
-            return root / name
-    if key.startswith("test"):
-        return None
-    raise UserError(f"{root}: no {_IDX_NAMES[key]}(.gz) in data.root")
-
-
-def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3:
-        raise UserError(f"{images_path}: expected images of 3 dimensions (n, h, w), got {images.ndim}")
-    if 0 in images.shape[1:]:
-        raise UserError(f"{images_path}: images of shape {images.shape[1:]} have no pixels")
-    if labels.ndim != 1:
-        raise UserError(f"{labels_path}: expected labels of 1 dimension (n,), got {labels.ndim}")
-    if len(images) == 0:
-        raise UserError(f"{images_path}: no images (the IDX file declares 0)")
-    if len(images) != len(labels):
-        raise UserError(f"{labels_path}: {len(labels)} labels for {len(images)} images in {images_path.name}")
-    if labels.dtype.kind == "f":         # IDX allows float labels: they must be whole numbers
-        wrong = ~np.isfinite(labels) | (labels != np.round(labels))
-        if wrong.any():
-            i = int(np.argmax(wrong))
-            raise UserError(f"{labels_path}: label {i} is {quote_data(f'{labels[i]:g}', bare=True)}, not an integer")
-    return images, labels
-
-
-def load_idx(cfg: DataConfig) -> Dataset:
-    """MNIST-style IDX files: ``data.root`` with the standard names, or explicit paths.
-
-    Pixels are 0-255 ubyte (``pixel_max`` 255); labels become class indices with the sorted
-    distinct training labels as class names.
-    """
-    paths = {key: _idx_path(cfg, key) for key in _IDX_NAMES}
-    images, labels = _idx_pair(paths["train_images"], paths["train_labels"])
-    test = None
-    if paths["test_images"] is not None and paths["test_labels"] is not None:
-        test = _idx_pair(paths["test_images"], paths["test_labels"])
-        if test[0].shape[1:] != images.shape[1:]:
-            raise UserError(f"{paths['test_images']}: test images are {test[0].shape[1:]}, "
-                            f"training images {images.shape[1:]}")
-    classes, y = np.unique(labels, return_inverse=True)
-    _need_two_classes(classes, paths["train_labels"])
-    pixel_max = 255.0 if images.dtype == np.uint8 else float(np.nanmax(images))
-    X = images.reshape(len(images), -1).astype(np.float32)
-    _check_pixels(X, pixel_max, paths["train_images"])
-    ds = Dataset(X=X, y=y.astype(np.int64), classes=[str(c) for c in classes],
-                 image_shape=tuple(images.shape[1:]), pixel_max=pixel_max,
-                 description=f"IDX {paths['train_images'].parent}")
-    if test is not None:
-        ds.X_test = test[0].reshape(len(test[0]), -1).astype(np.float32)
-        _check_pixels(ds.X_test, pixel_max, paths["test_images"])
-        ds.y_test = _index_labels(test[1], classes, paths["test_labels"])
-    return ds
-
-
-def _index_labels(labels: np.ndarray, classes: np.ndarray, path: Path) -> np.ndarray:
-    """Map raw test labels to indices of the training ``classes``; refuse unknown labels."""
-    idx = np.searchsorted(classes, labels)
-    idx = np.clip(idx, 0, len(classes) - 1)
-    bad = classes[idx] != labels
-    if bad.any():
-        label = quote_data(labels[bad][0].item(), bare=True)
-        raise UserError(f"{path}: label {label} does not occur in the training labels")
-    return idx.astype(np.int64)
-
-
 # ------------------------------------------------------------------------------------ CSV
-def _csv_text(path: Path) -> str:
-    data = _read_bytes(path)
-    try:
-        text = data.decode("utf-8-sig")  # a byte-order mark is accepted and dropped
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text file") from None
-    # Windows (CRLF) and old Mac (CR) line ends read as Unix ones, by loadtxt and csv alike
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _csv_problem(text: str, skip: int) -> str:
-    """Locate the first malformed cell or row (slow path, only after the fast parse failed)."""
-    width = None
-    for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if line_no <= skip or not row:
-            continue
-        if width is None:
-            width = len(row)
-        if len(row) != width:
-            return f"line {line_no}: {len(row)} columns, expected {width} like the first data row"
-        for col, cell in enumerate(row, start=1):
-            try:
-                float(cell)
-            except ValueError:
-                return f"line {line_no}, column {col}: expected a number, got {quote_data(cell.strip())}"
-    return "malformed CSV"
-
-
-def _read_csv(path: Path) -> tuple[list[str] | None, np.ndarray]:
-    """Header (or None) and the numeric table of one CSV file.
-
-    The fast path is ``numpy.loadtxt``; when it fails, :func:`_csv_problem` re-reads the
-    file with the ``csv`` module to name the exact line and column.
-    """
-    text = _csv_text(path)
-    first = next(csv.reader(io.StringIO(text)), None)
-    if not first:
-        raise UserError(f"{path}: empty CSV file")
-    try:
-        [float(cell) for cell in first]
-        header = None
-    except ValueError:
-        header = [cell.strip() for cell in first]
-    skip = 1 if header else 0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")      # "input contained no data": handled below
-            table = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.float64, skiprows=skip, ndmin=2)
-    except ValueError:
-        raise UserError(f"{path}: {_csv_problem(text, skip)}") from None
-    if table.size == 0:
-        raise UserError(f"{path}: no data rows")
-    if header is not None and len(header) != table.shape[1]:
-        raise UserError(f"{path}: the header has {len(header)} columns, the rows {table.shape[1]}")
-    if not np.isfinite(table).all():
-        row, col = np.argwhere(~np.isfinite(table))[0]
-        raise UserError(f"{path}: line {row + 1 + skip}, column {col + 1}: "
-                        f"expected a finite number, got {quote_data(table[row, col], bare=True)}")
-    return header, table
-
-
-def _label_column(header: list[str] | None, n_cols: int, spec: str, path: Path) -> int:
-    if spec == "first":
-        return 0
-    if spec == "last":
-        return n_cols - 1
-    if header is None:
-        raise UserError(f"{path}: no header row, so data.label_column '{spec}' cannot be found; "
-                        f"use first or last")
-    if spec not in header:
-        raise UserError(f"{path}: no column named '{spec}' for data.label_column "
-                        f"(columns: {quote_data(', '.join(header[:5]), bare=True)}"
-                        f"{', ...' if len(header) > 5 else ''})")
-    return header.index(spec)
-
-
-def _split_csv(path: Path, spec: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    header, table = _read_csv(path)
-    col = _label_column(header, table.shape[1], spec, path)
-    labels = table[:, col]
-    wrong = (labels != np.round(labels)) | (np.abs(labels) > 2**53)   # 2**53: exact in float64
-    if wrong.any():
-        row = int(np.argmax(wrong))
-        label = quote_data(f"{labels[row]:g}", bare=True)
-        raise UserError(f"{path}: line {row + 1 + bool(header)}: label {label} is not an integer "
-                        f"(of magnitude below 2**53)")
-    X = np.delete(table, col, axis=1).astype(np.float32)
-    if X.shape[1] == 0:
-        raise UserError(f"{path}: no pixel columns besides the label column")
-    return X, labels.astype(np.int64), header
-
-
-def _check_pixels(X: np.ndarray, pixel_max: float, path: Path) -> None:
-    """Refuse pixel values that are not finite or lie outside ``[0, pixel_max]``."""
-    if not np.isfinite(X).all():
-        raise UserError(f"{path}: pixel values must be finite numbers")
-    if X.min() < 0 or X.max() > pixel_max or pixel_max <= 0:
-        raise UserError(f"{path}: pixel values must lie in [0, {pixel_max:g}] "
-                        f"(data.pixel_max), found {quote_data(f'[{X.min():g}, {X.max():g}]', bare=True)}")
-
-
 def load_csv(cfg: DataConfig) -> Dataset:
-    """One row per image: a label column and the pixels in row-major order.
+    """One row per image, in a delimited text file: a label column (or one-hot label columns)
+    and the pixels in row-major order (see :mod:`softmax_cli.data.delimited` for the layout
+    rules: delimiter, header, numbers).
 
-    ``.csv`` or ``.csv.gz``; the header row is detected (a first row that is not all
-    numbers); ``data.label_column`` is ``first``, ``last`` or a header name. The image shape
-    is ``data.image_shape`` or the square root of the pixel count; ``pixel_max`` is
-    ``data.pixel_max`` or 255.
+    ``data.label_column``: ``first``, ``last``, a header name, ``onehot_first`` or
+    ``onehot_last``. The image shape is ``data.image_shape`` or the square root of the pixel
+    count. Pixels lie in ``data.pixel_range`` (default ``[0, data.pixel_max]``, 255 when
+    unset) and are shifted to start at 0: ``pixel_max`` is ``high - low``.
+
+    Raises:
+        UserError: naming the file, line and column of what was wrong.
     """
     train_path = Path(cfg.train)
-    X, labels, header = _split_csv(train_path, cfg.label_column)
-    d = X.shape[1]
-    if cfg.image_shape is not None:
-        shape = tuple(cfg.image_shape)
-        if shape[0] * shape[1] != d:
-            raise UserError(f"{train_path}: {d} pixel columns do not fill data.image_shape {list(shape)}")
-    else:
-        side = math.isqrt(d)
-        if side * side != d:
-            raise UserError(f"{train_path}: {d} pixel columns is not a square image; "
-                            f"set data.image_shape: [height, width]")
-        shape = (side, side)
-    pixel_max = cfg.pixel_max if cfg.pixel_max is not None else 255.0
-    _check_pixels(X, pixel_max, train_path)
-    classes, y = np.unique(labels, return_inverse=True)
-    _need_two_classes(classes, train_path)
-    ds = Dataset(X=X, y=y.astype(np.int64), classes=[str(c) for c in classes], image_shape=shape,
-                 pixel_max=float(pixel_max), description=f"CSV {train_path}")
+    pixels = math.prod(cfg.image_shape) if cfg.image_shape is not None else None
+    low, high = pixel_range_of(cfg)
+    read = dict(spec=cfg.label_column, pixels=pixels, delimiter=cfg.delimiter, pixel_range=(low, high),
+                range_key=range_name(cfg))
+    table = read_table(train_path, **read)
+    shape = image_shape_for(table.X.shape[1], cfg.image_shape, train_path)
+    classes, y, names = labels_to_classes(table.labels, train_path, table.label_names)
+    if low:
+        table.X -= np.float32(low)
+    ds = Dataset(X=table.X, y=y, classes=names, image_shape=shape, pixel_max=high - low,
+                 description=f"CSV {train_path}")
     if cfg.test is not None:
         test_path = Path(cfg.test)
-        X_test, test_labels, test_header = _split_csv(test_path, cfg.label_column)
-        if X_test.shape[1] != d or (header and test_header and test_header != header):
+        test = read_table(test_path, **read)
+        if not same_columns(table, test):
             raise UserError(f"{test_path}: columns differ from the training file {train_path.name}")
-        _check_pixels(X_test, pixel_max, test_path)
-        ds.X_test, ds.y_test = X_test, _index_labels(test_labels, classes, test_path)
+        if low:
+            test.X -= np.float32(low)
+        ds.X_test, ds.y_test = test.X, index_labels(test.labels, classes, test_path)
     return ds
 
 
@@ -398,6 +165,7 @@ def _read_images(classes: dict[str, list[Path]], shape: tuple[int, int], style: 
     files = [f for paths in classes.values() for f in paths]
     X = np.empty((len(files), shape[0] * shape[1]), dtype=np.float32)
     for i, path in enumerate(files):
+        check_regular(path)              # a FIFO or device found in the walk: named, never opened
         X[i] = image_to_input(path, shape, 255.0, style)
     return X
 

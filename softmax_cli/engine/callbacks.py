@@ -188,8 +188,9 @@ class CheckpointWriter(Callback):
             self._save_last(state)
         elif result.outcome in ("finished", "stopped_early", "stopped"):
             best = state.rows[result.best_epoch - 1].to_json()
+            extra = {"calibration": result.calibration} if result.calibration else None
             self.run.save("best.npz", result.model, self.pre, result.best_epoch,
-                          {**best, "test_loss": result.test_loss, "test_acc": result.test_acc})
+                          {**best, "test_loss": result.test_loss, "test_acc": result.test_acc}, extra=extra)
 
     def _save_last(self, state: TrainState) -> None:
         row = state.rows[-1].to_json() if state.rows else {}
@@ -210,8 +211,10 @@ class CurvesWriter(Callback):
     first drawing.
     """
 
-    def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S):
+    def __init__(self, path: Path, monitor: str, every_s: float = CURVES_EVERY_S,
+                 train_conditions: tuple[str, ...] = ()):
         self.path, self.monitor, self.every_s = path, monitor, every_s
+        self.train_conditions = train_conditions     # e.g. ("dropout",): see report.plot_curves
         self.drawn_at = time.monotonic()     # the clock starts with training
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
@@ -230,5 +233,5 @@ class CurvesWriter(Callback):
             return
         from ..report import plot_curves
 
-        plot_curves(self.path, rows, best_epoch, self.monitor)
+        plot_curves(self.path, rows, best_epoch, self.monitor, self.train_conditions)
         self.drawn_at = time.monotonic()

@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..calibration import calibration_record
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import Config
 from ..data import Preprocessor, Splits
@@ -57,6 +58,10 @@ class TrainResult:
         model: the best epoch's weights (None before the first epoch).
         preprocessor: the preprocessing the model's inputs go through.
         history: every epoch's metrics row.
+        calibration: with ``train.calibration: temperature`` and a validation split, what
+            temperature scaling found (:func:`~softmax_cli.calibration.calibration_record`:
+            ``temperature``, and the validation and test NLL and ECE before and after); the
+            test metrics above are then those of the calibrated probabilities. None otherwise.
     """
 
     run_dir: Path | None
@@ -73,6 +78,7 @@ class TrainResult:
     model: MLP | None = None
     preprocessor: Preprocessor | None = None
     history: list[dict] = field(default_factory=list)
+    calibration: dict | None = None
 
 
 class TrainingInterrupted(Exception):
@@ -267,7 +273,8 @@ class Trainer:
         if log is not None:
             cbs.append(EpochLog(log, epochs, run))
         if run is not None:
-            cbs.append(CurvesWriter(run.path / "curves.png", self.monitor.metric))
+            cbs.append(CurvesWriter(run.path / "curves.png", self.monitor.metric,
+                                    train_conditions=train_conditions(self.cfg)))
         return cbs
 
     def begin_epoch(self, epoch: int) -> np.ndarray:
@@ -334,8 +341,15 @@ class Trainer:
                              n_val=0 if self.X_val is None else len(self.X_val), n_test=len(y_test),
                              outcome=outcome, stop_reason=stop_reason, model=best, preprocessor=self.pre,
                              history=[row.as_dict() for row in s.rows])
-        if outcome in ("finished", "stopped_early", "stopped") and best is not None and len(y_test):
-            test = evaluate(best, self.pre.transform(X_test, self.model.dtype), y_test)
+        if outcome not in ("finished", "stopped_early", "stopped") or best is None:
+            return result
+        X_test = self.pre.transform(X_test, self.model.dtype) if len(y_test) else None
+        if self.cfg.train.calibration == "temperature" and self.X_val is not None:
+            result.calibration = calibration_record(best.logits(self.X_val), self.splits.y_val,
+                                                    None if X_test is None else best.logits(X_test), y_test)
+        if X_test is not None:
+            T = result.calibration["temperature"] if result.calibration else 1.0
+            test = evaluate(best, X_test, y_test, temperature=T)
             result.test_loss, result.test_acc = test.loss, test.accuracy
         return result
 
@@ -346,6 +360,19 @@ class Trainer:
         if self.state.rows:
             return f" ({run.path / 'last.npz'} holds epoch {self.state.epoch}, the last good one)"
         return f" (no checkpoint was written to {run.path})"
+
+
+def train_conditions(cfg: Config) -> tuple[str, ...]:
+    """What makes the training figures of ``metrics.csv`` unlike the validation figures: the
+    regularisers on only in training (dropout, label smoothing, augmentation), by name."""
+    on = []
+    if any(cfg.model.dropout_rates()):
+        on.append("dropout")
+    if cfg.train.label_smoothing:
+        on.append("label smoothing")
+    if cfg.train.augment is not None:
+        on.append("augmentation")
+    return tuple(on)
 
 
 @contextlib.contextmanager

@@ -106,15 +106,16 @@ class RunDir:
         atomic_write(self.path / name, lambda f: f.write(data))
 
     def save(self, name: str, model: MLP, pre: Preprocessor, epoch: int, metrics: dict,
-             state: dict | None = None, optimizer_state: dict[str, np.ndarray] | None = None) -> None:
+             state: dict | None = None, optimizer_state: dict[str, np.ndarray] | None = None,
+             extra: dict | None = None) -> None:
         """Write the checkpoint ``name`` (``best.npz``, ``last.npz``) of the run at ``epoch``
         with that epoch's ``metrics`` row and, for ``last.npz``, the training state and
-        optimiser arrays.
+        optimiser arrays; ``extra`` adds metadata keys (the final ``best.npz``'s ``calibration``).
 
         Raises:
             OSError: the file cannot be written; the previous one is intact.
         """
-        meta = {**self.meta, "epoch": epoch, "metrics": metrics}
+        meta = {**self.meta, **(extra or {}), "epoch": epoch, "metrics": metrics}
         if state is not None:
             meta["train_state"] = state
         save_checkpoint(self.path / name, model, pre, meta, optimizer_state)

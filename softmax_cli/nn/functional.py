@@ -77,13 +77,18 @@ def log_softmax(Z: np.ndarray) -> np.ndarray:
     return shifted
 
 
-def softmax(Z: np.ndarray) -> np.ndarray:
+def softmax(Z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Softmax of logits ``Z`` (m, K) along the last axis, computed as ``exp(Z - max Z)``.
 
     Each row is positive and sums to 1; adding a constant to a row changes nothing
-    (math note, "Notation"). Returns a new array of ``Z``'s dtype and shape.
+    (math note, "Notation"). With a ``temperature`` ``T > 0`` it is ``softmax(Z / T)``:
+    ``T > 1`` flattens the distribution, ``T < 1`` sharpens it, the order of the classes
+    stays (temperature scaling, Guo et al. 2017). Returns a new array of ``Z``'s dtype and shape.
     """
-    E = np.exp(Z - Z.max(axis=-1, keepdims=True))
+    E = Z - Z.max(axis=-1, keepdims=True)
+    if temperature != 1.0:
+        E /= E.dtype.type(temperature)
+    np.exp(E, out=E)
     E /= E.sum(axis=-1, keepdims=True)
     return E
 
