@@ -126,6 +126,8 @@ def test_a_sweep_writes_its_study_and_best_yaml_trains_the_best_trial_again(tmp_
     summary = json.loads(proc.stdout)
     study_dir = tmp_path / "runs" / "tune" / "digits"
     assert summary["study_dir"] == "runs/tune/digits" and summary["trials"]["this_run"] == 4
+    assert summary["storage"] == "runs/tune/digits/journal.log"
+    assert "study in runs/tune/digits/journal.log" in proc.stderr
     assert {"journal.log", "trials.csv", "best.yaml", "history.png", "importances.png", "slice.png"} <= \
         {p.name for p in study_dir.iterdir()}
     rows = trials_csv(study_dir)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..checkpoint import atomic_write
 from ..csvout import csv_bytes, dict_rows_text
-from .study import Sweep, counts, shown, storage_label
+from .study import Sweep, counts, shown, shown_path as _shown, storage_label
 from .trial import trial_config
 
 PICTURES = ("history.png", "importances.png", "slice.png")
@@ -169,15 +169,6 @@ class Summary:
         if self.files.get("pictures"):
             lines.append(("pictures", ", ".join(_shown(p) for p in self.files["pictures"])))
         return "\n".join(f"{k:<15} {v}" for k, v in lines)
-
-
-def _shown(path: Path | str) -> str:
-    """``path`` relative to the working directory when it lies inside it."""
-    path = Path(path)
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def write_outputs(study, sweep: Sweep, pictures: bool = True) -> Summary:

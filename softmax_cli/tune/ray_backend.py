@@ -260,5 +260,5 @@ class _Recorder:
         self.study.add_trial(optuna.trial.create_trial(
             state=state, value=outcome.value if state != TrialState.FAIL else None, params=params,
             distributions=dists, user_attrs=attrs, intermediate_values=steps or None))
-        print(trial_line(f"ray-{trial.trial_id}", outcome, sweep.metric, sweep.space.describe(sweep.space.decode(params))),
-              file=sys.stderr, flush=True)
+        described = sweep.space.describe(sweep.space.decode(params))
+        print(trial_line(f"ray-{trial.trial_id}", outcome, sweep.metric, described), file=sys.stderr, flush=True)

@@ -84,10 +84,20 @@ class Sweep:
         return {"config": self.config, "space": self.space.to_dict(), "metric": self.metric}
 
 
+def shown_path(path: Path | str) -> str:
+    """``path`` as messages and ``--json`` show it: relative to the working directory when it
+    lies inside it."""
+    path = Path(path)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def storage_label(sweep: Sweep) -> str:
     """The storage as messages and ``--json`` show it (a database URL without its password)."""
     if sweep.storage is None:
-        return str(sweep.study_dir / JOURNAL)
+        return shown_path(sweep.study_dir / JOURNAL)
     from sqlalchemy.engine import make_url
 
     return make_url(sweep.storage).render_as_string(hide_password=True)

@@ -139,7 +139,8 @@ def run_trial(base: dict, space: Space, values: dict[str, Any], name: str, outpu
                           test_acc=result.test_acc, run_dir=str(result.run_dir),
                           message=result.stop_reason if state == "interrupted" else None)
     except TrainingInterrupted as exc:
-        outcome = Outcome("interrupted", reporter.best, epochs_run=reporter.epoch, message=str(exc).split("; continue with")[0])
+        outcome = Outcome("interrupted", reporter.best, epochs_run=reporter.epoch,
+                          message=str(exc).split("; continue with")[0])
     except (UserError, FloatingPointError, MemoryError, OSError) as exc:
         outcome.message = str(exc) or type(exc).__name__
     except Exception as exc:     # noqa: BLE001 - a bug shows in the trial's record, the sweep goes on
