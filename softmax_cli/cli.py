@@ -261,7 +261,8 @@ def _print_summary(summary: dict) -> None:
     cal = summary["calibration"]
     if cal is not None:
         part = "test" if "test_ece_before" in cal else "val"
-        typer.echo(f"calibration     temperature {cal['temperature']:.3f} (fitted on the validation split); "
+        fitted = cal.get("note") or "fitted on the validation split"
+        typer.echo(f"calibration     temperature {cal['temperature']:.3f} ({fitted}); "
                    f"{part} ECE {cal[f'{part}_ece_before']:.4f} before, {cal[f'{part}_ece_after']:.4f} after")
     typer.echo(f"run directory   {summary['run_dir']}\n"
                f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}\n"
