@@ -97,6 +97,13 @@ def _handle_errors(func):
         except KeyboardInterrupt:
             _err(_interrupted_line())
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception:
+            # a signal's KeyboardInterrupt raised inside a library that turns it into another
+            # error (an import Pillow makes of its plugins: a RuntimeError) is still the signal
+            if _received:
+                _err(_interrupted_line())
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            raise
 
     return wrapper
 
@@ -466,7 +473,9 @@ def _write_kaggle(preds, output: Optional[Path]) -> None:
     if output is None:
         typer.echo(text, nl=False)
         return
-    written = write_new_file(output, text.encode("utf-8"), "--output")
+    from .csvout import csv_bytes
+
+    written = write_new_file(output, csv_bytes(text), "--output")
     note = f" ({output} exists and was left as it was)" if written != output else ""
     _err(f"wrote {len(preds)} row{'s' if len(preds) != 1 else ''} (ImageId,Label) to {written}{note}")
 
