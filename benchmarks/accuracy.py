@@ -113,9 +113,16 @@ class Result:
         return [r.test_acc for r in self.runs]
 
     @property
+    def misses(self) -> list[str]:
+        """What keeps the target from being met: ``accuracy`` (the mean), ``time`` (a seed)."""
+        if self.skipped is not None:
+            return ["skipped"]
+        return ([] if statistics.mean(self.accs) >= self.target else ["accuracy"]) + (
+            [] if max(r.wall_s for r in self.runs) <= self.budget_s else ["time"])
+
+    @property
     def met(self) -> bool:
-        return (self.skipped is None and statistics.mean(self.accs) >= self.target
-                and max(r.wall_s for r in self.runs) <= self.budget_s)
+        return not self.misses
 
     def summary(self) -> dict:
         if self.skipped is not None:
@@ -345,7 +352,7 @@ def table_line(r: Result) -> str:
     return (f"| {r.row} | {_seeds([x.seed for x in r.runs])} | >= {r.target:.3f} | {_fmt(r.accs)} | "
             f"{s['test_acc_min']:.4f}-{s['test_acc_max']:.4f} | {_minutes(s['wall_s_mean'])}, "
             f"{_minutes(s['wall_s_max'])} ({_minutes(r.budget_s)}) | {_minutes(s['cpu_s_mean'])} | "
-            f"{'yes' if r.met else 'NO'} | "
+            f"{'yes' if r.met else 'NO (' + ', '.join(r.misses) + ')'} | "
             f"{peer[0]} | {peer[1]} | {peer[2]} |")
 
 
