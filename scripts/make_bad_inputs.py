@@ -127,6 +127,31 @@ def image_cases(out: Path, tmp: Path) -> None:
         write_case(out, f"image-{name}", {**files, "model.npz": model.read_bytes()}, predict + args, expect, code=1)
 
 
+def predict_rows_cases(out: Path, tmp: Path) -> None:
+    """``softmax predict`` on data files (rows of pixels for the 4-pixel tiny checkpoint): a
+    file it cannot use is reported on one line and skipped, exit code 1, as for images."""
+    model = tmp / "rows-model.npz"
+    tiny_checkpoint(model)
+    predict = ["predict", "-c", "model.npz"]
+    cases = {
+        "csv-predict_wrong_column_count": ({"t.csv": "1,2,3\n"}, ("t.csv", "rows of 3 columns",
+                                                                 "expected 4 pixel values per row")),
+        "csv-predict_pixel_outside_range": ({"t.csv": "0,0,0,256\n"}, ("t.csv", "line 1, column 4",
+                                                                     "pixel value 256 outside [0, 255]")),
+        "csv-predict_non_numeric": ({"t.csv": "p0,p1,p2,p3\n0,x,0,0\n"}, ("t.csv", "line 2, column 2",
+                                                                         "expected a number, got 'x'")),
+        "csv-predict_empty": ({"t.csv": ""}, ("t.csv", "empty CSV file")),
+        "npz-predict_object_array": ({"x.npy": npy_bytes(np.array([{"a": 1}] * 3, dtype=object))},
+                                     ("x.npy", "not numbers", "pickle, which is never loaded")),
+        "npz-predict_wrong_shape": ({"x.npy": npy_bytes(np.zeros((3, 5), np.uint8))},
+                                    ("x.npy", "arrays of shape (3, 5)", "expected (n, 4) pixel rows")),
+        "npz-predict_no_array_x": ({"x.npz": npz_bytes(a=np.zeros((2, 4)), b=np.zeros(2))},
+                                   ("x.npz", "expected one array, or one named 'x'")),
+    }
+    for name, (files, expect) in cases.items():
+        write_case(out, name, {**files, "model.npz": model.read_bytes()}, predict + list(files), expect, code=1)
+
+
 # ================================================================ data formats and readers
 # Cases of helper "data" (issues 16, 18, 19): CSV layouts (delimiters, one-hot labels, pixel
 # ranges), .npz/.npy arrays, named data sets' local copies, and hostile reader input.
@@ -533,6 +558,7 @@ def main(out: Path = OUT) -> None:
         image_cases(out, tmp)
         hardening_cases(out, tmp)
         data_reader_cases(out)
+        predict_rows_cases(out, tmp)
     finally:
         shutil.rmtree(tmp)
     print(f"{sum(1 for _ in out.glob('*/case.yaml'))} cases in {out}")

@@ -30,7 +30,7 @@ import numpy as np
 from .nn import cross_entropy
 
 N_BINS = 15                    # Guo et al. 2017, section 5 ("M = 15 bins")
-T_BOUNDS = (0.05, 20.0)        # the search range of T; a fitted T at either end is reported as is
+T_BOUNDS = (0.05, 20.0)        # the search range of T; a minimum at either end is no minimum (kept T = 1)
 
 
 @dataclass
@@ -130,12 +130,21 @@ def calibration_record(val_logits: np.ndarray, y_val: np.ndarray, test_logits: n
     Returns:
         ``{"method": "temperature", "temperature": T, "fitted_on": "val", "val_nll_before",
         "val_nll_after", "val_ece_before", "val_ece_after"}``, and the same four ``test_*``
-        figures when test logits are given (NLL in nats, ECE in [0, 1]; plain floats).
+        figures when test logits are given (NLL in nats, ECE in [0, 1]; plain floats). When the
+        validation NLL has no minimum inside :data:`T_BOUNDS` (the fitted ``T`` at a bound, as
+        when no validation image is misclassified and the NLL falls as ``T -> 0``), ``T`` is
+        kept at 1 and ``"note"`` says why.
     """
     from .nn import softmax
 
     T = fit_temperature(val_logits, y_val)
     record = {"method": "temperature", "temperature": T, "fitted_on": "val"}
+    if min(abs(np.log(T) - np.log(bound)) for bound in T_BOUNDS) < 1e-3:
+        # e.g. no validation image misclassified: the NLL falls all the way to T -> 0, and a
+        # T at the end of the search would make every later mistake a confident one
+        record.update(temperature=1.0, note=f"not fitted: the validation NLL has no minimum for T in "
+                                            f"[{T_BOUNDS[0]}, {T_BOUNDS[1]}] (its best was {T:.3g})")
+        T = 1.0
     for part, Z, y in (("val", val_logits, y_val), ("test", test_logits, y_test)):
         if Z is None or not len(Z):
             continue

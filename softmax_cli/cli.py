@@ -6,6 +6,7 @@ running, 2 bad usage or bad input (one line naming the file and the problem), 13
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import os
@@ -260,7 +261,8 @@ def _print_summary(summary: dict) -> None:
     cal = summary["calibration"]
     if cal is not None:
         part = "test" if "test_ece_before" in cal else "val"
-        typer.echo(f"calibration     temperature {cal['temperature']:.3f} (fitted on the validation split); "
+        fitted = cal.get("note") or "fitted on the validation split"
+        typer.echo(f"calibration     temperature {cal['temperature']:.3f} ({fitted}); "
                    f"{part} ECE {cal[f'{part}_ece_before']:.4f} before, {cal[f'{part}_ece_after']:.4f} after")
     typer.echo(f"run directory   {summary['run_dir']}\n"
                f"checkpoints     {summary['best_checkpoint']}, {summary['last_checkpoint']}\n"
@@ -350,12 +352,20 @@ def eval_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
 
 
 # ---------------------------------------------------------------------------- predict
+class PredictFormat(str, enum.Enum):
+    """What ``predict --output`` writes (or, for kaggle, prints without it)."""
+
+    predictions = "predictions"   # path, row, class, probability, top-k, checkpoint, error
+    kaggle = "kaggle"             # ImageId,Label: the Kaggle digit-recognizer submission
+
+
 @app.command()
 @_handle_errors
 def predict(paths: List[str] = typer.Argument(..., show_default=False,
                                               help="Image files (format told by content: PNG, JPEG, BMP, GIF, "
                                                    "TIFF, WebP, ...), folders (searched recursively) or glob "
-                                                   "patterns such as 'scans/**/*.jpg'."),
+                                                   "patterns such as 'scans/**/*.jpg'; data files of pixel "
+                                                   "rows (.csv, .tsv, .npy, .npz) answer a row each."),
             checkpoint: Optional[str] = typer.Option(None, "--checkpoint", "-c", metavar="FILE|NAME",
                                                      show_default=False,
                                                      help="A checkpoint file, or a shipped model's name (mnist); "
@@ -366,9 +376,14 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
             as_jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per input, a line each."),
             output: Optional[Path] = typer.Option(None, "--output", "-o", show_default=False,
                                                   help="Write path,class,probability,top1_class,...,checkpoint,"
-                                                       "error to this CSV file (one row per input, in order) "
-                                                       "instead of the table; an existing file is never "
-                                                       "overwritten (NAME-2.csv, ... instead)."),
+                                                       "error to this CSV file (one row per input, in order; "
+                                                       "a row column for data files) instead of the table; an "
+                                                       "existing file is never overwritten (NAME-2.csv, ... "
+                                                       "instead)."),
+            output_format: PredictFormat = typer.Option(
+                "predictions", "--format", case_sensitive=False,
+                help="The CSV written: predictions (the columns above) or kaggle (ImageId,Label for the rows of "
+                     "one data file, the Kaggle digit-recognizer submission; printed when there is no --output)."),
             reject_threshold: float = typer.Option(0.0, "--reject-threshold", metavar="P",
                                                    help="Answer 'unknown' when the highest class "
                                                         "probability is below P (0 to 1)."),
@@ -376,15 +391,20 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
                 None, "--save-inputs", metavar="DIR", show_default=False,
                 help="Also write what the model saw for each image, enlarged, as DIR/<n>-<name>.png "
                      "(DIR: a new or empty folder).")) -> None:
-    """Classify images; files that cannot be read are reported, skipped, and make the exit code 1."""
+    """Classify images and rows of pixels; files that cannot be read are reported, skipped, and
+    make the exit code 1."""
     from .checkpoint import load_checkpoint
     from .metrics import check_threshold
     from .models import SHIPPED, resolve_checkpoint
-    from .predict import (UNKNOWN, answer, check_inputs_folder, check_output, format_table, read_inputs,
-                          save_inputs, write_csv)
+    from .predict import (UNKNOWN, answer, check_inputs_folder, check_kaggle, check_output, format_table,
+                          read_inputs, save_inputs, write_csv)
 
     if as_json and as_jsonl:
         raise UserError("--json and --jsonl: choose one (--json: one document, --jsonl: a line per input)")
+    kaggle = output_format is PredictFormat.kaggle
+    if kaggle:
+        _check_kaggle_options(as_json or as_jsonl, top_k, reject_threshold)
+        check_kaggle(paths)
     check_threshold("--reject-threshold", reject_threshold)
     if output is not None:
         check_output(output)
@@ -400,14 +420,16 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
     inputs = read_inputs(ckpt, paths, on_error=lambda exc: _err(f"softmax: error: {exc}"))
     preds = answer(ckpt, inputs, top_k, reject_threshold)
     answered = sum(p.error is None for p in preds)
-    if as_json:
+    if kaggle:
+        _write_kaggle(preds, output)
+    elif as_json:
         typer.echo(_json([p.to_record(choice.name) for p in preds]))
     elif as_jsonl:
         for p in preds:
             typer.echo(_json(p.to_record(choice.name)))
     elif output is None and answered:
         typer.echo(format_table(preds, choice.name))
-    if output is not None and preds:
+    if output is not None and preds and not kaggle:
         written = write_csv(output, preds, choice.name)
         note = f" ({output} exists and was left as it was)" if written != output else ""
         failed = len(preds) - answered
@@ -419,6 +441,34 @@ def predict(paths: List[str] = typer.Argument(..., show_default=False,
         _err(f"wrote {n} model input{'s' if n != 1 else ''} to {save_inputs_to}")
     if answered < len(preds):
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _check_kaggle_options(as_json: bool, top_k: int, reject_threshold: float) -> None:
+    """Refuse the options a Kaggle submission (one class per row) has no place for."""
+    for given, option in ((as_json, "--json/--jsonl"), (top_k > 1, "--top-k"),
+                          (reject_threshold > 0, "--reject-threshold")):
+        if given:
+            raise UserError(f"--format kaggle writes one class per row (ImageId,Label), with no place for "
+                            f"{option}; leave it out")
+
+
+def _write_kaggle(preds, output: Optional[Path]) -> None:
+    """The submission to ``output`` (a new file) or stdout; none when a row could not be read
+    (its error is already on stderr: a partial submission would be scored as wrong)."""
+    from .predict import kaggle_text, write_new_file
+
+    if not preds or any(p.error is not None for p in preds):
+        return
+    if len({p.path for p in preds}) > 1:
+        raise UserError(f"--format kaggle numbers the rows of one data file; the pattern matched "
+                        f"{len({p.path for p in preds})} files")
+    text = kaggle_text(preds)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    written = write_new_file(output, text.encode("utf-8"), "--output")
+    note = f" ({output} exists and was left as it was)" if written != output else ""
+    _err(f"wrote {len(preds)} row{'s' if len(preds) != 1 else ''} (ImageId,Label) to {written}{note}")
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -683,6 +733,67 @@ def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
     except RuntimeError as exc:
         _err(f"softmax: error: {exc}")
         raise typer.Exit(EXIT_FAILURE) from None
+
+
+# ------------------------------------------------------------------------------- tune
+@app.command()
+@_handle_errors
+def tune(config: Path = typer.Argument(..., help="YAML experiment config to search around.", show_default=False,
+                                       readable=False),
+         space: Path = typer.Option(..., "--space", show_default=False, readable=False,
+                                    help="YAML search space: dotted config keys to distributions, e.g. "
+                                         "'train.optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}'."),
+         trials: int = typer.Option(20, "--trials", min=1, help="Trials the study should have in all: a rerun runs "
+                                                                "only the missing ones."),
+         timeout: Optional[float] = typer.Option(None, "--timeout", min=0, metavar="SECONDS", show_default=False,
+                                                 help="Start no trial after this many seconds (running ones finish)."),
+         workers: Optional[int] = typer.Option(None, "--workers", min=1, show_default=False,
+                                               help="Trials at once: worker processes on this machine (optuna; "
+                                                    "default: the number of cores), or the CPUs of a local Ray "
+                                                    "instance / trials at once on a cluster (ray)."),
+         metric: Optional[str] = typer.Option(None, "--metric", show_default=False,
+                                              help="val_acc (maximised) or val_loss (minimised); default: the "
+                                                   "config's train.monitor."),
+         study: Optional[str] = typer.Option(None, "--study", show_default=False,
+                                             help="The study's name (default: the config's name); its outputs go "
+                                                  "to OUTPUT_DIR/tune/NAME/."),
+         storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", show_default=False,
+                                               help="A database holding the study, shared by processes on several "
+                                                    "machines: sqlite:///FILE, postgresql://..., mysql://...; "
+                                                    "default: a journal file in the study's directory."),
+         backend: str = typer.Option("optuna", "--backend", help="optuna (processes on this machine) or ray "
+                                                                 "(Ray Tune with ASHA; pip install "
+                                                                 "'softmax-cli[ray]')."),
+         address: Optional[str] = typer.Option(None, "--address", metavar="RAY_ADDRESS", show_default=False,
+                                               help="A Ray cluster to join: auto, or ray://HOST:10001; default: "
+                                                    "start a local Ray instance."),
+         pruner: str = typer.Option("median", "--pruner", help="Stop poor trials early: median (Optuna's "
+                                                               "MedianPruner; ASHA with ray), halving (successive "
+                                                               "halving) or none."),
+         set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
+         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")) -> None:
+    """Search hyperparameters: train CONFIG with values drawn from SPACE; write runs/tune/<study>/."""
+    from .tune.sweep import prepare, run_sweep
+
+    sweep = prepare(config, space, set_, trials=trials, timeout=timeout, workers=workers, metric=metric,
+                    study=study, storage=storage, backend=backend, address=address, pruner=pruner)
+    try:
+        summary = run_sweep(sweep, announce=_err)
+    except RuntimeError as exc:
+        _err(f"softmax: error: {exc}")
+        raise typer.Exit(EXIT_FAILURE) from None
+    for note in summary.notes:
+        _err(f"softmax: note: {note}")
+    typer.echo(_json(summary.as_json()) if as_json else summary.text())
+    if summary.interrupted:
+        c = summary.counts
+        _err(f"softmax: interrupted: {c['counted']} of {trials} trials done; run the same command again to "
+             f"continue")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.first_error is not None:
+        number, message = summary.first_error
+        _err(f"softmax: error: every trial failed; the first, trial {number}: {message}")
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
-"""``softmax predict``: image files to classes in one forward pass, and the outputs (an aligned
-table, one JSON document or JSON lines, a CSV file that never overwrites another, and the model
-inputs as pictures).
+"""``softmax predict``: image files and rows of pixels (a data file: CSV, ``.npy``, ``.npz``) to
+classes, and the outputs (an aligned table, one JSON document or JSON lines, a CSV file that
+never overwrites another, a Kaggle submission, and the model inputs as pictures).
 
 Light on purpose: NumPy, Pillow and the standard library at import (no scikit-learn, numba or
-tqdm); SciPy and scikit-image only once an image is read (:mod:`softmax_cli.data.ink`).
+tqdm); SciPy and scikit-image only once an image is read (:mod:`softmax_cli.data.ink`), and
+the data-file readers (:mod:`softmax_cli.data.sources`) only once a data file is given.
 
 Every input gets one :class:`Prediction`, in the order of the arguments: an answer, or the
 error that kept its file from being read (:func:`answer`). Every output of the command names
@@ -19,6 +20,7 @@ JSON writes the escape as ``\\udcXX`` (:meth:`Prediction.to_json`) and the table
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence
@@ -28,11 +30,15 @@ import numpy as np
 from .checkpoint import Checkpoint
 from .csvout import csv_text
 from .data.images import find_files, image_to_input
-from .errors import UserError, printable
+from .errors import UserError, printable, quote
 from .metrics import answered
 
 UNKNOWN = "unknown"   # the answer below --reject-threshold
 INPUT_PNG_SIDE = 224  # --save-inputs draws each model input about this many pixels wide
+PREDICT_BATCH = 8192  # rows a forward pass takes at most (a data file may hold many)
+#: names of data files, read as rows of pixels rather than as images (see :func:`is_data_file`)
+DATA_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".npy", ".npz")
+KAGGLE_COLUMNS = ["ImageId", "Label"]   # Kaggle's digit-recognizer submission format
 
 
 @dataclass
@@ -45,11 +51,14 @@ class Input:
         row: the model input, float32 (height * width,) in the checkpoint's raw pixel units
             (0..pixel_max); None when the file could not be used.
         error: why it could not be used (the :class:`UserError`), else None.
+        index: for a row of a data file, its position among the file's rows, from 1 (the
+            header not counted); None for an image file.
     """
 
     path: str
     row: np.ndarray | None = None
     error: UserError | None = None
+    index: int | None = None
 
 
 @dataclass
@@ -65,6 +74,8 @@ class Prediction:
             an input that could not be read.
         top: the ``k`` most probable ``(class name, probability)``, most probable first.
         error: what was wrong with the input (the message without the path), else None.
+        row: for a row of a data file, its position among the file's rows, from 1
+            (:attr:`Input.index`); None for an image.
     """
 
     path: str
@@ -72,6 +83,7 @@ class Prediction:
     probability: float | None = None
     top: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
+    row: int | None = None
 
     def to_json(self) -> dict:
         """``{"path", "class", "probability", "top_k": [{"class", "probability"}, ...]}``;
@@ -87,8 +99,9 @@ class Prediction:
 
     def to_record(self, checkpoint: str) -> dict:
         """What ``softmax predict --json`` and ``--jsonl`` print for it: :meth:`to_json` with
-        ``"checkpoint"`` (as the user named it) and ``"error"`` (null when it was answered)."""
-        return {**self.to_json(), "checkpoint": checkpoint, "error": self.error}
+        ``"row"`` (a data file's row, from 1; null for an image), ``"checkpoint"`` (as the user
+        named it) and ``"error"`` (null when it was answered)."""
+        return {**self.to_json(), "row": self.row, "checkpoint": checkpoint, "error": self.error}
 
 
 def _without_path(exc: UserError, path: str) -> str:
@@ -134,20 +147,86 @@ def load_inputs(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError],
     return inputs
 
 
+def is_data_file(path: Path | str) -> bool:
+    """Whether ``softmax predict`` reads ``path`` as rows of pixels (a data file) rather than
+    as an image: its name ends in one of :data:`DATA_SUFFIXES` (any case)."""
+    return str(path).lower().endswith(DATA_SUFFIXES)
+
+
+def pixel_range(ckpt: Checkpoint) -> tuple[tuple[float, float], str]:
+    """The pixel values of background and full ink in the checkpoint's training data, and the
+    name of what set them, for data files given to ``softmax predict``: the saved config's
+    ``data.pixel_range`` when it has one (e.g. ``[-1, 1]`` for USPS), else ``[0, pixel_max]``.
+
+    Returns:
+        ``((low, high), key)``; ``high - low`` is the checkpoint's ``pixel_max``.
+
+    Raises:
+        UserError: the saved ``data.pixel_range`` is not two finite numbers whose difference
+            is the checkpoint's ``pixel_max`` (a hand-edited checkpoint).
+    """
+    pixel_max = ckpt.preprocessor.pixel_max
+    config = ckpt.meta.get("config")
+    data = config.get("data") if isinstance(config, dict) else None
+    given = data.get("pixel_range") if isinstance(data, dict) else None
+    if given is None:
+        return (0.0, float(pixel_max)), "the model's pixel range"
+    ok = (isinstance(given, list) and len(given) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in given))
+    if not ok or not math.isclose(given[1] - given[0], pixel_max, rel_tol=1e-6):
+        raise UserError(f"{ckpt.path}: metadata config data.pixel_range must be [background, full ink] with "
+                        f"full ink - background = pixel_max {pixel_max:g}, got {quote(given)}")
+    return (float(given[0]), float(given[1])), "the model's data.pixel_range"
+
+
+def read_rows(ckpt: Checkpoint, path: Path, pixels: tuple[tuple[float, float], str]) -> list[Input]:
+    """The rows of a data file as model inputs, one :class:`Input` each (``index`` from 1),
+    in file order: :func:`softmax_cli.data.read_pixel_rows` (imported here, so that predicting
+    images never loads the data-file readers) with the checkpoint's input size and ``pixels``,
+    the pixel range and its name (:func:`pixel_range`): a CSV file (delimiter sniffed, a
+    header when the first row is not numeric, no label column), an ``.npy`` array or an
+    ``.npz`` holding one array (or ``x``, ``x_test``), never unpickled. The rows are float32
+    ``(n, d)``, shifted to start at 0 (the checkpoint's raw pixel units).
+
+    Raises:
+        UserError: the file cannot be read, a row has another number of values than the
+            model's inputs, a value is not a number or lies outside the pixel range.
+    """
+    from .data.sources import read_pixel_rows
+
+    X = read_pixel_rows(path, ckpt.model.sizes[0], pixels[0], range_key=pixels[1])
+    return [Input(str(path), row=x, index=i) for i, x in enumerate(X, 1)]
+
+
 def read_inputs(ckpt: Checkpoint, args: Sequence[str],
                 on_error: Callable[[UserError], None] = lambda exc: None) -> list[Input]:
     """The model inputs for command-line arguments (files, folders, glob patterns), in order:
-    each argument expanded by :func:`~softmax_cli.data.images.find_files`, each file read by
+    each argument expanded by :func:`~softmax_cli.data.images.find_files`; each data file
+    (:func:`is_data_file`) read as rows by :func:`read_rows`, each other file as an image by
     :func:`load_inputs` (``on_error`` as there).
 
     Returns:
-        One :class:`Input` per file found, and one per argument that gave none (named by it).
+        One :class:`Input` per image file and per row of a data file, and one per argument
+        that gave none or data file that could not be read (named by it).
+
+    Raises:
+        UserError: a data file is given and the checkpoint's pixel range is malformed
+            (:func:`pixel_range`): a bad checkpoint stops everything.
     """
     inputs = []
     for arg in args:
         found = find_files([arg])
         names = [arg if isinstance(f, UserError) else str(f) for f in found]
-        inputs += load_inputs(ckpt, found, on_error, names)
+        for f, name in zip(found, names):
+            if isinstance(f, Path) and is_data_file(f):
+                pixels = pixel_range(ckpt)
+                try:
+                    inputs += read_rows(ckpt, f, pixels)
+                except UserError as exc:
+                    on_error(exc)
+                    inputs.append(Input(name, error=exc))
+            else:
+                inputs += load_inputs(ckpt, [f], on_error, [name])
     return inputs
 
 
@@ -162,8 +241,11 @@ def answer(ckpt: Checkpoint, inputs: Sequence[Input], top_k: int = 1, threshold:
     readable = [x for x in inputs if x.row is not None]
     ranked = iter(rank(ckpt, [x.path for x in readable], np.stack([x.row for x in readable]), top_k, threshold)
                   if readable else [])
-    return [next(ranked) if x.row is not None else Prediction(x.path, error=_without_path(x.error, x.path))
-            for x in inputs]
+    preds = [next(ranked) if x.row is not None else Prediction(x.path, error=_without_path(x.error, x.path))
+             for x in inputs]
+    for p, x in zip(preds, inputs):
+        p.row = x.index
+    return preds
 
 
 def classify(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError], top_k: int = 1, threshold: float = 0.0,
@@ -188,13 +270,14 @@ def classify(ckpt: Checkpoint, files: Sequence[Path | BinaryIO | UserError], top
 def rank(ckpt: Checkpoint, names: Sequence[str], X: np.ndarray, top_k: int = 1,
          threshold: float = 0.0) -> list[Prediction]:
     """Answer raw input rows ``X`` (n, d) in 0..pixel_max with one forward pass
-    (:meth:`Checkpoint.predict_proba`): the ``top_k`` classes of each, most probable first,
-    :data:`UNKNOWN` below ``threshold``; ``names[i]`` names row ``i`` (``Prediction.path``).
+    (:meth:`Checkpoint.predict_proba`; a pass per :data:`PREDICT_BATCH` rows beyond that): the
+    ``top_k`` classes of each, most probable first, :data:`UNKNOWN` below ``threshold``;
+    ``names[i]`` names row ``i`` (``Prediction.path``).
 
     Raises:
         ValueError: ``X`` is not (n, d) with the model's number of features.
     """
-    proba = ckpt.predict_proba(X, batch_size=max(1, len(X)))          # one forward pass
+    proba = ckpt.predict_proba(X, batch_size=min(max(1, len(X)), PREDICT_BATCH))
     sure = answered(proba, threshold)
     k = min(top_k, proba.shape[1])
     order = np.argsort(-proba, axis=1, kind="stable")[:, :k]
@@ -295,42 +378,48 @@ def display_name(text: str) -> str:
 
 
 def format_table(preds: Sequence[Prediction], checkpoint: str) -> str:
-    """The answers as an aligned text table under a line naming ``checkpoint``: path, class,
-    probability, and with top-k > 1 a column of the k most probable classes,
-    ``class (probability)`` each. Inputs that could not be read are left out (their errors
-    go to stderr).
+    """The answers as an aligned text table under a line naming ``checkpoint``: path, (with a
+    data file among the inputs) row, class, probability, and with top-k > 1 a column of the
+    k most probable classes, ``class (probability)`` each. Inputs that could not be read are
+    left out (their errors go to stderr).
 
     Paths and class names are passed through :func:`display_name`, so the table holds no
     surrogate and prints on any UTF-8 stream, also one whose errors are strict.
     """
     preds = [p for p in preds if p.error is None]
     k = max((len(p.top) for p in preds), default=1)
-    head = ["path", "class", "probability"] + ([f"top {k}"] if k > 1 else [])
-    body = [[display_name(p.path), display_name(p.label), f"{p.probability:.4f}"]
+    rows = any(p.row is not None for p in preds)
+    head = ["path"] + (["row"] if rows else []) + ["class", "probability"] + ([f"top {k}"] if k > 1 else [])
+    right = {"row", "probability"}                      # numbers align right
+    body = [[display_name(p.path)] + (["" if p.row is None else str(p.row)] if rows else [])
+            + [display_name(p.label), f"{p.probability:.4f}"]
             + (["  ".join(f"{display_name(c)} ({q:.4f})" for c, q in p.top)] if k > 1 else []) for p in preds]
-    widths = [max(len(r[i]) for r in [head, *body]) for i in range(3)]
+    aligned = len(head) - (k > 1)                      # the top-k column is last and not padded
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(aligned)]
 
     def line(cells: list[str]) -> str:
-        text = f"{cells[0]:<{widths[0]}}  {cells[1]:<{widths[1]}}  {cells[2]:>{widths[2]}}"
-        return (text + "  " + cells[3]) if len(cells) > 3 else text
+        padded = [f"{c:>{w}}" if h in right else f"{c:<{w}}" for c, w, h in zip(cells, widths, head)]
+        return "  ".join(padded + cells[aligned:])
 
     return "\n".join([f"checkpoint  {display_name(checkpoint)}"] + [line(r) for r in [head, *body]])
 
 
-def csv_columns(k: int) -> list[str]:
+def csv_columns(k: int, rows: bool = False) -> list[str]:
     """``path, class, probability, top1_class, top1_probability, ..., top{k}_probability,
-    checkpoint, error``."""
-    return (["path", "class", "probability"] + [f"top{r}_{what}" for r in range(1, k + 1)
-                                                for what in ("class", "probability")] + ["checkpoint", "error"])
+    checkpoint, error``; with ``rows`` (a data file among the inputs) ``row`` after ``path``."""
+    return (["path"] + (["row"] if rows else []) + ["class", "probability"]
+            + [f"top{r}_{what}" for r in range(1, k + 1) for what in ("class", "probability")]
+            + ["checkpoint", "error"])
 
 
-def csv_row(p: Prediction, k: int, checkpoint: str) -> list:
+def csv_row(p: Prediction, k: int, checkpoint: str, rows: bool = False) -> list:
     """One CSV row of :func:`csv_columns`: an input that could not be read has empty class,
     probability and top-k cells and its message in ``error``; one that could, an empty
-    ``error``."""
+    ``error``; with ``rows``, the data file's row (empty for an image)."""
     top = [v for c, q in p.top for v in (_csv_text(c), q)]
     top += [None] * (2 * k - len(top))
-    return ([_csv_text(p.path), None if p.label is None else _csv_text(p.label), p.probability] + top
+    return ([_csv_text(p.path)] + ([p.row] if rows else [])
+            + [None if p.label is None else _csv_text(p.label), p.probability] + top
             + [_csv_text(checkpoint), None if p.error is None else _csv_text(p.error)])
 
 
@@ -376,9 +465,39 @@ def write_csv(path: Path, preds: Sequence[Prediction], checkpoint: str) -> Path:
         UserError: ``path`` and ``NAME-2`` ... ``NAME-99999`` all exist.
     """
     k = max((len(p.top) for p in preds), default=0) or 1
-    rows = (csv_row(p, k, checkpoint) for p in preds)
-    data = csv_text(csv_columns(k), rows).encode("utf-8", "surrogateescape")   # spreadsheet-safe cells
+    with_rows = any(p.row is not None for p in preds)
+    rows = (csv_row(p, k, checkpoint, with_rows) for p in preds)
+    data = csv_text(csv_columns(k, with_rows), rows).encode("utf-8", "surrogateescape")   # spreadsheet-safe cells
     return write_new_file(path, data, "--output")
+
+
+def kaggle_text(preds: Sequence[Prediction]) -> str:
+    """A Kaggle digit-recognizer submission: the header ``ImageId,Label``, then one line per
+    prediction in order, ``ImageId`` counting from 1 and ``Label`` the predicted class name
+    (https://www.kaggle.com/competitions/digit-recognizer, "Evaluation"), written by the one
+    CSV writer (:func:`softmax_cli.csvout.csv_text`).
+
+    Raises:
+        ValueError: a prediction without an answer (an input that could not be read).
+    """
+    if any(p.label is None for p in preds):
+        raise ValueError("a submission needs an answer for every row")
+    return csv_text(KAGGLE_COLUMNS, ([i, p.label] for i, p in enumerate(preds, 1)))
+
+
+def check_kaggle(args: Sequence[str]) -> None:
+    """Refuse, before any work, ``--format kaggle`` for what is not one data file's rows: its
+    ``ImageId`` numbers the rows of one CSV, ``.npy`` or ``.npz`` file (Kaggle's ``test.csv``).
+
+    Raises:
+        UserError: more than one argument, or one that names an image, a folder or a pattern.
+    """
+    if len(args) != 1:
+        raise UserError(f"--format kaggle numbers the rows of one data file (ImageId 1, 2, ...); got "
+                        f"{len(args)} arguments")
+    if not is_data_file(args[0]) or Path(args[0]).is_dir():
+        raise UserError(f"{args[0]}: --format kaggle numbers the rows of a data file (ImageId 1, 2, ...): "
+                        f"give a .csv, .tsv, .npy or .npz file, not images")
 
 
 def write_new_file(path: Path, data: bytes, option: str) -> Path:

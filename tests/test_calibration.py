@@ -56,6 +56,25 @@ def test_fit_temperature_recovers_the_temperature_that_generated_the_labels():
     assert nll < negative_log_likelihood(logits, y, fitted / 1.1)
 
 
+def test_no_temperature_is_fitted_when_the_validation_nll_has_no_minimum():
+    """Every validation image right: the NLL falls as T -> 0, and the search's end (0.05)
+    would make the test split's mistakes near-certain. T stays 1 and the record says why."""
+    from softmax_cli.calibration import calibration_record
+
+    rng = np.random.default_rng(4)
+    val = rng.normal(0, 1, size=(200, 10))
+    y_val = val.argmax(1)                                   # no validation mistake
+    test = rng.normal(0, 1, size=(200, 10))
+    y_test = rng.integers(0, 10, 200)                       # many test mistakes
+    assert fit_temperature(val, y_val) == pytest.approx(0.05, rel=1e-3)
+    record = calibration_record(val, y_val, test, y_test)
+    assert record["temperature"] == 1.0 and "no minimum" in record["note"]
+    assert record["test_nll_after"] == record["test_nll_before"]
+    y_val[:40] = (y_val[:40] + 1) % 10                      # with mistakes, a minimum inside: fitted
+    record = calibration_record(val, y_val)
+    assert "note" not in record and 0.05 < record["temperature"] < 20
+
+
 def test_temperature_never_changes_the_predicted_class():
     rng = np.random.default_rng(3)
     logits = rng.normal(0, 5, size=(1000, 10))

@@ -283,7 +283,7 @@ def read_array_rows(path: str | Path, n_features: int, pixel_range: tuple[float,
     path = Path(path)
     with open_regular(path) as f:
         magic = f.read(6)
-    if magic == NPY_MAGIC:
+    if magic == NPY_MAGIC or (magic[:4] != ZIP_MAGIC and path.suffix.lower() == ".npy"):
         x, where = read_npy(path), str(path)
     else:
         with NpzArchive(path) as archive:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from ..errors import UserError, quote, quote_data
-from .sources import Dataset
+from .dataset import Dataset
 
 if TYPE_CHECKING:          # annotations only: `softmax predict` never loads the config module
     from ..config import DataConfig

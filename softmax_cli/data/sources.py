@@ -49,8 +49,9 @@ def read_pixel_rows(path: str | Path, n_features: int, pixel_range: tuple[float,
                     delimiter: str | None = None, range_key: str = "data.pixel_range") -> np.ndarray:
     """Label-less rows of pixels from a data file, for ``softmax predict data.csv``.
 
-    The file's kind is told by its content: an ``.npy`` array, an ``.npz`` archive (its one
-    array, or ``x``, or ``x_test``), else delimited text (gzip or not) read with the layout
+    The file's kind is told by its content or name: an ``.npy`` array, an ``.npz`` archive (its
+    one array, or ``x``, or ``x_test``; a file named ``.npy`` or ``.npz`` is read as one whatever
+    it holds), else delimited text (gzip or not) read with the layout
     rules of ``data.source: csv`` (:mod:`softmax_cli.data.delimited`: the delimiter sniffed
     unless ``delimiter`` (comma, semicolon, tab, whitespace) is given, a header when the
     first row is not numeric) with no label column: every row holds ``n_features`` pixels.
@@ -73,7 +74,7 @@ def read_pixel_rows(path: str | Path, n_features: int, pixel_range: tuple[float,
     """
     with open_regular(path) as f:
         magic = f.read(6)
-    if magic == NPY_MAGIC or magic[:4] == ZIP_MAGIC:
+    if magic == NPY_MAGIC or magic[:4] == ZIP_MAGIC or str(path).lower().endswith((".npy", ".npz")):
         return read_array_rows(path, n_features, pixel_range, range_key)
     return read_rows(path, n_features, pixel_range, delimiter, range_key)
 
