@@ -150,6 +150,9 @@ class TrainConfig:
     # after training, fit one temperature T on the validation logits (Guo et al. 2017) and
     # answer softmax(z / T) from then on; null: off. Needs a validation split (else skipped).
     calibration: Optional[Literal["temperature"]] = "temperature"
+    # validate, test and keep (best.npz) an exponential moving average of the weights with this
+    # decay per step (Polyak averaging; softmax_cli.ema); null: off, the weights themselves
+    ema: Optional[float] = field(default=None, metadata=_bounds(0, 1, lo_open=True, hi_open=True))
 
 
 @dataclass

@@ -88,6 +88,28 @@ def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(tmp_path, si
     np.testing.assert_array_equal(*pictures)
 
 
+def test_an_interrupted_run_resumes_its_weight_average_bit_for_bit(tmp_path):
+    """train.ema: last.npz keeps the average beside the weights, and an interrupted run's
+    best.npz (the average) is what the resumed one compares against."""
+    args = [*LONG, "--set", "train.ema=0.99"]
+    proc = subprocess.Popen([SOFTMAX, "train", str(CONFIGS / "digits.yaml"), *args, "--set", "name=cut"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "runs" / "cut"
+    wait_for_epochs(run, proc, 3)
+    time.sleep(0.03)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    saved = arrays(run / "last.npz")
+    assert {"opt_ema0", "opt_ema1", "opt_ema2", "opt_ema3"} <= saved.keys()
+    assert not np.array_equal(saved["opt_ema0"], saved["W0"].reshape(-1))      # the average, not the weights
+    resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = run_softmax("train", CONFIGS / "digits.yaml", *args, "--set", "name=whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    assert_same_run(run, tmp_path / "runs" / "whole")
+
+
 def test_same_config_and_seed_give_the_same_checkpoints_and_metrics(tmp_path):
     args = ("train", CONFIGS / "digits.yaml", "--set", "train.epochs=4", "--quiet")
     for name in ("a", "b"):
@@ -353,3 +375,17 @@ def test_a_last_npz_of_an_older_softmax_resumes(unfinished_run, tmp_path):
     proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["epochs_run"] == 4
+
+
+def test_resume_refuses_a_last_npz_without_the_weight_average_its_config_asks_for(unfinished_run, tmp_path):
+    # a last.npz whose config asks for train.ema but which holds no average (as one trained without)
+    run = tmp_path / "runs" / "digits"
+    shutil.copytree(unfinished_run, run)
+    rewrite_metadata(run / "last.npz", run / "last.npz", lambda meta: meta["config"]["train"].update(ema=0.99))
+    with np.load(run / "last.npz", allow_pickle=False) as npz:
+        kept = {k: npz[k] for k in npz.files if not k.startswith("opt_ema")}
+    np.savez(run / "last.npz", **kept)
+    before = run_files(run)
+    proc = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert_user_error(proc, f"{run / 'last.npz'}: unusable training state: weight average 'ema0' missing")
+    assert run_files(run) == before

@@ -28,6 +28,7 @@ from .state import METRIC_COLUMNS, TrainState
 
 if TYPE_CHECKING:
     from ..data import Preprocessor
+    from ..ema import WeightAverage
     from ..nn import MLP
     from ..optim import Optimizer
     from .loop import TrainResult
@@ -172,15 +173,19 @@ class MetricsWriter(Callback):
 class CheckpointWriter(Callback):
     """``best.npz`` whenever the monitored metric improves (rewritten at the end with the
     test metrics added) and ``last.npz`` after every epoch and on an interrupt: the weights,
-    the optimiser state and the training state, everything ``--resume`` continues from."""
+    the optimiser state, the weight average and the training state, everything ``--resume``
+    continues from. ``best.npz`` holds ``evaluated`` (the weight average with ``train.ema``,
+    else ``model`` itself), ``last.npz`` the weights being trained."""
 
-    def __init__(self, run: RunDir, model: MLP, pre: Preprocessor, optimizer: Optimizer):
+    def __init__(self, run: RunDir, model: MLP, pre: Preprocessor, optimizer: Optimizer,
+                 evaluated: MLP | None = None, ema: WeightAverage | None = None):
         self.run, self.model, self.pre, self.optimizer = run, model, pre, optimizer
+        self.evaluated, self.ema = evaluated if evaluated is not None else model, ema
 
     def on_epoch_end(self, state: TrainState, metrics: dict) -> None:
         row = state.rows[-1].to_json()
         if state.best_epoch == state.epoch:
-            self.run.save("best.npz", self.model, self.pre, state.epoch, row)
+            self.run.save("best.npz", self.evaluated, self.pre, state.epoch, row)
         self._save_last(state)
 
     def on_train_end(self, state: TrainState, result: TrainResult) -> None:
@@ -194,8 +199,8 @@ class CheckpointWriter(Callback):
 
     def _save_last(self, state: TrainState) -> None:
         row = state.rows[-1].to_json() if state.rows else {}
-        self.run.save("last.npz", self.model, self.pre, state.epoch, row, state.to_json(),
-                      self.optimizer.state_arrays())
+        arrays = {**self.optimizer.state_arrays(), **(self.ema.state_arrays() if self.ema else {})}
+        self.run.save("last.npz", self.model, self.pre, state.epoch, row, state.to_json(), arrays)
 
 
 class CurvesWriter(Callback):

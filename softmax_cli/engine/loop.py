@@ -25,6 +25,7 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import Config
 from ..data import Preprocessor, Splits
 from ..data.sources import Dataset
+from ..ema import WeightAverage
 from ..errors import UserError
 from ..experiment import layer_sizes, prepare_data
 from ..metrics import evaluate
@@ -200,6 +201,12 @@ class Trainer:
     state: TrainState
     plateau: Plateau | None = None
     ws: Workspace | None = None
+    evaluated: MLP | None = None      # what is validated and kept: the model, or its weight average
+
+    @property
+    def ema(self) -> WeightAverage | None:
+        """The moving average of the weights (``train.ema``), None when off."""
+        return self.settings.ema
 
     @property
     def n(self) -> int:
@@ -228,9 +235,13 @@ class Trainer:
         model = resume.model if resume else MLP(layer_sizes(cfg, ds), cfg.model.activation, dtype=dtype, rng=rng)
         optimizer = make_optimizer(tc.optimizer.name, model.params, decay=[True, False] * model.n_layers,
                                    **{k: v for k, v in vars(tc.optimizer).items() if k != "name"})
+        if tc.ema is not None:        # starts at the initial weights; a resumed run's is restored
+            settings.ema = WeightAverage(model.params, tc.ema)
         t = cls(cfg, ds, splits, pre, model, optimizer, settings, compact_pixels(splits.X_train),
                 None if splits.X_val is None else pre.transform(splits.X_val, dtype), rng,
                 Monitor.for_run(tc, splits.X_val is not None), TrainState(lr=tc.optimizer.lr))
+        t.evaluated = model if settings.ema is None else MLP(   # shares the average's arrays
+            model.sizes, model.activation, dtype=model.dtype, params=settings.ema.averaged)
         if resume:
             t.restore(resume)
         if tc.schedule.name == "plateau":
@@ -239,7 +250,8 @@ class Trainer:
         return t
 
     def restore(self, ckpt: Checkpoint) -> None:
-        """Continue from ``ckpt`` (a ``last.npz``): its state, optimiser, generator and best weights.
+        """Continue from ``ckpt`` (a ``last.npz``): its state, optimiser, weight average, generator
+        and best weights.
 
         Raises:
             UserError: naming the checkpoint: no training state, a damaged one (see
@@ -252,6 +264,8 @@ class Trainer:
                             f"{layer_sizes(self.cfg, self.ds)}")
         try:
             self.optimizer.load_state(s.t, ckpt.optimizer_state)
+            if self.ema is not None:
+                self.ema.load_state(ckpt.optimizer_state)
             self.rng.bit_generator.state = s.epoch_rng if s.rows_done else s.rng
         except (ValueError, TypeError, KeyError) as exc:
             raise UserError(f"{ckpt.path}: unusable training state: {exc}") from None
@@ -269,7 +283,8 @@ class Trainer:
         epochs = self.cfg.train.epochs
         cbs: list[Callback] = [ProgressBar(self.n, epochs)] if progress else []
         if run is not None:
-            cbs += [MetricsWriter(run), CheckpointWriter(run, self.model, self.pre, self.optimizer)]
+            cbs += [MetricsWriter(run), CheckpointWriter(run, self.model, self.pre, self.optimizer,
+                                                         self.evaluated, self.ema)]
         if log is not None:
             cbs.append(EpochLog(log, epochs, run))
         if run is not None:
@@ -294,8 +309,9 @@ class Trainer:
         return self.rng.permutation(self.n)
 
     def end_epoch(self, epoch: int, loss_sum: float, correct: int, started: float) -> dict:
-        """Validate, record the epoch's metrics row, let the monitor judge it, set the next
-        learning rate of a plateau schedule; returns the row (:meth:`EpochMetrics.as_dict`).
+        """Validate (the weight average with ``train.ema``), record the epoch's metrics row, let
+        the monitor judge it, set the next learning rate of a plateau schedule; returns the row
+        (:meth:`EpochMetrics.as_dict`).
 
         Raises:
             FloatingPointError: the training or validation loss is NaN or infinite (the
@@ -303,7 +319,7 @@ class Trainer:
         """
         train_loss, val_loss, val_acc = loss_sum / self.n, None, None
         if self.X_val is not None:
-            ev = evaluate(self.model, self.X_val, self.splits.y_val)
+            ev = evaluate(self.evaluated, self.X_val, self.splits.y_val)
             val_loss, val_acc = ev.loss, ev.accuracy
         for name, value in (("train loss", train_loss), ("val loss", val_loss)):
             if value is not None and not math.isfinite(value):
@@ -312,7 +328,7 @@ class Trainer:
                            time.perf_counter() - started)
         s = self.state
         s.rows.append(row)
-        self.monitor.update(s, self.model.params)
+        self.monitor.update(s, self.evaluated.params)
         if self.plateau is not None and epoch >= self.cfg.train.schedule.warmup_epochs:
             s.lr = self.plateau.update(s.stale)
         s.epoch, s.rows_done, s.loss_sum, s.correct = epoch, 0, 0.0, 0

@@ -11,7 +11,8 @@ For a batch of ``m`` rows ``X = A_0`` with labels ``y`` (row layout, ``Z_l = A_{
 3. backward: ``∂J/∂W_l = A_{l-1}ᵀ Δ_l``, ``∂J/∂b_l`` = the column sums of ``Δ_l``,
    ``Δ_{l-1} = (Δ_l W_lᵀ) ⊙ f'(Z_{l-1})`` (:meth:`~softmax_cli.nn.MLP.backward`);
 4. step: the optimiser's update of every parameter, e.g. ``W ← W - η g`` for plain SGD
-   (:mod:`softmax_cli.optim`), then the max-norm constraint when asked for.
+   (:mod:`softmax_cli.optim`), then the max-norm constraint when asked for, then the moving
+   average of the weights when asked for (``θ̄ ← β θ̄ + (1 - β) θ``, :mod:`softmax_cli.ema`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from ..data import Preprocessor
+from ..ema import WeightAverage
 from ..nn import MLP, Workspace
 from ..nn.functional import softmax_cross_entropy_step
 from ..optim import Optimizer
@@ -43,6 +45,7 @@ class StepSettings:
         seed: with the epoch and the batch's index, seeds the batch's own generator for
             dropout masks and distortions, so that they do not depend on where a run was
             interrupted and resumed.
+        ema: the moving average of the weights, updated after each step (None: off).
     """
 
     label_smoothing: float = 0.0
@@ -51,6 +54,7 @@ class StepSettings:
     augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None
     preprocess: Preprocessor | None = None
     seed: int = 0
+    ema: WeightAverage | None = None
 
     def batch_rng(self, epoch: int, batch: int) -> np.random.Generator | None:
         """The generator of one batch's random draws (None when nothing is random)."""
@@ -89,6 +93,8 @@ def train_step(model: MLP, optimizer: Optimizer, X: np.ndarray, y: np.ndarray, w
     optimizer.step(grads)                                                            # step
     if settings.max_norm is not None:
         model.apply_max_norm(settings.max_norm)
+    if settings.ema is not None:
+        settings.ema.update(model.params)
     return loss, hits
 
 
