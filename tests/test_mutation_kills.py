@@ -128,3 +128,52 @@ def test_gradcheck_samples_entries_of_large_arrays_and_reports_a_wrong_gradient(
     model.loss_and_grads = wrong
     bad = check_gradients(model, X, y, max_entries=7)
     assert bad[0].rel_error == pytest.approx(1 / 3, rel=1e-4) and bad[1].rel_error < 1e-6
+
+
+def test_make_optimizer_defaults_are_the_papers_and_an_unknown_name_is_named():
+    # keys missing from the settings: plain SGD without decay; Adam's defaults are Kingma & Ba's
+    p = np.ones(2)
+    sgd = make_optimizer("sgd", [p], decay=[True], lr=0.1)
+    assert (sgd.momentum, sgd.nesterov, sgd.weight_decay) == (0.0, False, 0.0)
+    adam = make_optimizer("adam", [p], decay=[True], lr=0.1)
+    assert (adam.beta1, adam.beta2, adam.eps, adam.weight_decay) == (0.9, 0.999, 1e-8, 0.0)
+    assert Adam([p]).lr == 1e-3
+    with pytest.raises(ValueError, match=r"^unknown optimizer 'rmsprop'$"):
+        make_optimizer("rmsprop", [p], decay=[True], lr=0.1)
+
+
+def test_a_float32_network_and_its_workspace_are_float32_and_sized_by_layer():
+    from softmax_cli.nn.mlp import Workspace
+
+    model = MLP([6, 5, 4, 3], "relu", dtype=np.float32, rng=np.random.default_rng(0))
+    assert [(p.shape, p.dtype) for p in model.params] == [
+        ((6, 5), np.float32), ((5,), np.float32), ((5, 4), np.float32), ((4,), np.float32),
+        ((4, 3), np.float32), ((3,), np.float32)]
+    again = MLP([6, 5, 4, 3], "relu", dtype=np.float32, params=[p.astype(np.float64) for p in model.params])
+    assert all(p.dtype == np.float32 for p in again.params)
+    ws = Workspace([6, 5, 4, 3], 7, np.float32, dropout=[0.2, 0.5, 0.0])
+    assert ws.X.shape == (7, 6) and ws.y.dtype == np.int64 and ws.y.shape == (7,)
+    assert [z.shape for z in ws.Z] == [(7, 5), (7, 4), (7, 3)]
+    assert [a.shape for a in ws.scratch] == [a.shape for a in ws.delta] == [(7, 5), (7, 4)]
+    assert [g.shape for g in ws.grads] == [p.shape for p in model.params]
+    assert [None if m is None else m.shape for m in ws.mask] == [(7, 6), (7, 5), None]
+    assert [None if m is None else m.shape for m in ws.dropped] == [(7, 6), (7, 5), None]
+    buffers = [ws.X, *ws.Z, *ws.scratch, *ws.delta, *ws.grads, *ws.mask[:2], *ws.dropped[:2]]
+    assert all(a.dtype == np.float32 for a in buffers)
+    plain = Workspace([6, 5, 3], 2, np.float64)
+    assert plain.mask == plain.dropped == [None, None]
+    assert Workspace([6, 3], 2, np.float64, training=False).grads is None
+
+
+def test_an_mlp_names_what_is_wrong_with_its_arguments():
+    assert MLP([3, 1, 2], rng=np.random.default_rng(0)).sizes == [3, 1, 2]      # a 1-unit layer is a layer
+    for kwargs, message in (({"sizes": [5]}, r"^need at least an input and an output size, got \[5\]$"),
+                            ({"sizes": [5, 0]}, r"^need at least an input and an output size, got \[5, 0\]$"),
+                            ({"sizes": [5, 2], "activation": "gelu"},
+                             r"^unknown activation 'gelu'; known: relu, leaky_relu, tanh, sigmoid$"),
+                            ({"sizes": [5, 2], "rng": None}, r"^give rng \(for new weights\) or params \(existing ones\)$")):
+        kwargs.setdefault("rng", np.random.default_rng(0))
+        with pytest.raises(ValueError, match=message):
+            MLP(**kwargs)
+    with pytest.raises(MemoryError, match=r"^a 4294967296 x 4294967296 weight matrix is beyond NumPy's array size$"):
+        MLP([2**32, 2**32], rng=np.random.default_rng(0))
