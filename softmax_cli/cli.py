@@ -685,6 +685,67 @@ def serve(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g. r
         raise typer.Exit(EXIT_FAILURE) from None
 
 
+# ------------------------------------------------------------------------------- tune
+@app.command()
+@_handle_errors
+def tune(config: Path = typer.Argument(..., help="YAML experiment config to search around.", show_default=False,
+                                       readable=False),
+         space: Path = typer.Option(..., "--space", show_default=False, readable=False,
+                                    help="YAML search space: dotted config keys to distributions, e.g. "
+                                         "'train.optimizer.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}'."),
+         trials: int = typer.Option(20, "--trials", min=1, help="Trials the study should have in all: a rerun runs "
+                                                                "only the missing ones."),
+         timeout: Optional[float] = typer.Option(None, "--timeout", min=0, metavar="SECONDS", show_default=False,
+                                                 help="Start no trial after this many seconds (running ones finish)."),
+         workers: Optional[int] = typer.Option(None, "--workers", min=1, show_default=False,
+                                               help="Trials at once: worker processes on this machine (optuna; "
+                                                    "default: the number of cores), or the CPUs of a local Ray "
+                                                    "instance / trials at once on a cluster (ray)."),
+         metric: Optional[str] = typer.Option(None, "--metric", show_default=False,
+                                              help="val_acc (maximised) or val_loss (minimised); default: the "
+                                                   "config's train.monitor."),
+         study: Optional[str] = typer.Option(None, "--study", show_default=False,
+                                             help="The study's name (default: the config's name); its outputs go "
+                                                  "to OUTPUT_DIR/tune/NAME/."),
+         storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", show_default=False,
+                                               help="A database holding the study, shared by processes on several "
+                                                    "machines: sqlite:///FILE, postgresql://..., mysql://...; "
+                                                    "default: a journal file in the study's directory."),
+         backend: str = typer.Option("optuna", "--backend", help="optuna (processes on this machine) or ray "
+                                                                 "(Ray Tune with ASHA; pip install "
+                                                                 "'softmax-cli[ray]')."),
+         address: Optional[str] = typer.Option(None, "--address", metavar="RAY_ADDRESS", show_default=False,
+                                               help="A Ray cluster to join: auto, or ray://HOST:10001; default: "
+                                                    "start a local Ray instance."),
+         pruner: str = typer.Option("median", "--pruner", help="Stop poor trials early: median (Optuna's "
+                                                               "MedianPruner; ASHA with ray), halving (successive "
+                                                               "halving) or none."),
+         set_: List[str] = typer.Option([], "--set", help=SET_HELP, show_default=False),
+         as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object.")) -> None:
+    """Search hyperparameters: train CONFIG with values drawn from SPACE; write runs/tune/<study>/."""
+    from .tune.sweep import prepare, run_sweep
+
+    sweep = prepare(config, space, set_, trials=trials, timeout=timeout, workers=workers, metric=metric,
+                    study=study, storage=storage, backend=backend, address=address, pruner=pruner)
+    try:
+        summary = run_sweep(sweep, announce=_err)
+    except RuntimeError as exc:
+        _err(f"softmax: error: {exc}")
+        raise typer.Exit(EXIT_FAILURE) from None
+    for note in summary.notes:
+        _err(f"softmax: note: {note}")
+    typer.echo(_json(summary.as_json()) if as_json else summary.text())
+    if summary.interrupted:
+        c = summary.counts
+        _err(f"softmax: interrupted: {c['counted']} of {trials} trials done; run the same command again to "
+             f"continue")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.first_error is not None:
+        number, message = summary.first_error
+        _err(f"softmax: error: every trial failed; the first, trial {number}: {message}")
+        raise typer.Exit(EXIT_FAILURE)
+
+
 def main() -> None:
     """Console-script entry point."""
     _install_signal_handlers()      # as early as can be; each command installs them again

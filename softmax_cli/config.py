@@ -271,7 +271,7 @@ def _describe(tp: Any) -> str:
         item = typing.get_args(tp)[0]
         if dataclasses.is_dataclass(item):
             return "a list of mappings"
-        return "a list of " + {int: "integers", float: "numbers", str: "strings"}[item]
+        return "a list of " + {int: "integers", float: "numbers", str: "strings", Any: "values"}[item]
     if dataclasses.is_dataclass(tp) or tp is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[tp]
@@ -302,6 +302,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"{key}: expected a mapping, got {quote(value)}")
         return _build(tp, value, key)
+    if tp is Any:                   # any YAML value, which its user checks (a search space's choices)
+        return value
     if tp is dict:                  # a mapping whose contents its user checks (e.g. a generator state)
         if not isinstance(value, dict):
             raise UserError(f"{key}: expected a mapping, got {quote(value)}")
@@ -634,39 +636,53 @@ def _check_consistency(cfg: Config) -> None:
 
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file, apply ``--set`` overrides and validate it.
+def read_yaml_file(path: str | Path, kind: str = "config file", expected: str = "a YAML config file") -> Any:
+    """Read and parse one YAML file as a config is read (a search space too).
 
     The file is read as YAML 1.2 (:class:`StrictLoader`: duplicate keys refused, ``1:30``
     and ``yes`` are strings); a file larger than :data:`MAX_CONFIG_BYTES` is refused before
     it is parsed (PyYAML needs ~150 times a file's size in memory).
 
+    Args:
+        kind, expected: what the file is, and what was expected instead, in messages.
+
     Raises:
-        UserError: the file is missing, unreadable (permission denied), not a regular file,
-            too large, is not valid YAML (message gives line and column), names a key twice
-            (both lines), or fails validation (see :func:`config_from_dict`); a bad value
-            that came from ``--set`` is named by that item (``--set train.epochs=1.5: ...``),
-            and so is ``--set KEY=`` for a key that takes no null.
+        UserError: naming ``path``: the file is missing, unreadable (permission denied), not
+            a regular file, too large, not UTF-8, nested too deeply, or is not valid YAML
+            (line and column given), or names a key twice (both lines).
     """
     path = Path(path)
-    with open_regular(path, "config file", "a YAML config file") as f:
+    with open_regular(path, kind, expected) as f:
         try:
             data = f.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
-            raise UserError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+            raise UserError(f"{path}: cannot read {kind} ({exc.strerror or exc})") from None
     if len(data) > MAX_CONFIG_BYTES:
-        raise UserError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, too large for a config file "
-                        f"(a config is a few hundred bytes)")
+        raise UserError(f"{path}: larger than {MAX_CONFIG_BYTES // 2**20} MiB, too large for a {kind} "
+                        f"(such a file is a few hundred bytes)")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: cannot read config file ({exc})") from None
+        raise UserError(f"{path}: cannot read {kind} ({exc})") from None
     try:
-        raw = load_yaml(text)
+        return load_yaml(text)
     except RecursionError:
         raise UserError(f"{path}: YAML nested too deeply to read") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: {_yaml_problem(exc)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file (:func:`read_yaml_file`), apply ``--set`` overrides and validate it.
+
+    Raises:
+        UserError: the file cannot be read or parsed (see :func:`read_yaml_file`), or fails
+            validation (see :func:`config_from_dict`); a bad value that came from ``--set``
+            is named by that item (``--set train.epochs=1.5: ...``), and so is ``--set KEY=``
+            for a key that takes no null.
+    """
+    path = Path(path)
+    raw = read_yaml_file(path)
     parsed = []
     if overrides:
         if raw is None:
