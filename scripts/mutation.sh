@@ -5,7 +5,7 @@
 # against a short selection of the tests that exercise it in-process (tests that run the
 # `softmax` command in a subprocess import the installed package, not the mutant).
 #
-#   pip install mutmut                 # mutmut 3.x; see docs/testing.md
+#   pip install -e ".[test]"           # includes mutmut 3.x; see docs/testing.md
 #   nice -n 5 scripts/mutation.sh                  # every module below
 #   nice -n 5 scripts/mutation.sh optim schedules  # some of them
 #
