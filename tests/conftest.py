@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,15 +69,17 @@ NOTE = "softmax: note: "   # an informational line (e.g. which data files a chec
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
-    """A bad input: exit ``code``, one ``softmax: error:`` line on stderr holding every fragment
-    (besides ``softmax: note:`` lines that come before it)."""
+    """A bad input: exit ``code``, and stderr exactly one ``softmax: error:`` line holding
+    every fragment, newline-terminated, with nothing else but ``softmax: note:`` lines before
+    it (no traceback, warning, blank line or second error). Tested in tests/test_helpers.py."""
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith(NOTE)]
-    assert len(lines) == 1 and lines[0].startswith("softmax: error: "), proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == lines[0], proc.stderr
+    assert proc.stderr.endswith("\n"), f"stderr must end with the error line: {proc.stderr!r}"
+    *notes, line = proc.stderr[:-1].split("\n")
+    assert all(note.startswith(NOTE) for note in notes), f"more than the error line on stderr: {proc.stderr!r}"
+    assert line.startswith("softmax: error: ") and line.strip() == line, proc.stderr
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+        assert fragment in line, (fragment, line)
 
 
 def assert_usage_error(proc: subprocess.CompletedProcess, command: str, message: str) -> None:
@@ -90,15 +93,39 @@ def assert_usage_error(proc: subprocess.CompletedProcess, command: str, message:
     assert message in proc.stderr, (message, proc.stderr)
 
 
+def _source_hash() -> str:
+    """SHA-256 (16 hex digits) of the code and configs a trained fixture depends on:
+    every ``softmax_cli/**/*.py`` and ``configs/*`` file, by path and content."""
+    digest = hashlib.sha256()
+    files = sorted([*(REPO / "softmax_cli").rglob("*.py"), *CONFIGS.rglob("*")])
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+SOURCE_HASH = _source_hash()
+
+
+def _session_dir(tmp_path_factory) -> Path:
+    """A folder of this test session that every pytest-xdist worker shares: the session's
+    base temporary folder (``pytest-N``; a worker's own is ``pytest-N/popen-gwK``). Never its
+    parent, which outlives the session: a model trained there by an older build would be reused."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def _train_once(tmp_path_factory, name: str, *args: str) -> dict:
     """``softmax train ARGS --json`` run once for the whole test session, however many
-    pytest-xdist workers ask: the first trains under a file lock in the directory the
-    workers share, the others read its summary."""
+    pytest-xdist workers ask: the first trains under a file lock in the session's folder
+    (:func:`_session_dir`), the others read its summary. The files are keyed by the source
+    tree's hash (:data:`SOURCE_HASH`) as well, so that no model of other code is ever used."""
     import fcntl
 
-    shared = tmp_path_factory.getbasetemp().parent     # the same for every worker of a session
-    cwd, done = shared / f"trained-{name}", shared / f"trained-{name}.json"
-    with open(shared / f"trained-{name}.lock", "w") as lock:
+    shared = _session_dir(tmp_path_factory)
+    key = f"trained-{name}-{SOURCE_HASH}"
+    cwd, done = shared / key, shared / f"{key}.json"
+    with open(shared / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.exists():
             cwd.mkdir(exist_ok=True)

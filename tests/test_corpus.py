@@ -74,6 +74,13 @@ def test_bad_input_gives_one_clear_line_and_its_exit_code(tmp_path, case):
     finally:
         for name in setup.get("modes", {}):
             os.chmod(work / name, 0o755)       # so that pytest can remove the folder
+    check_case_output(proc, spec, work)
+
+
+def check_case_output(proc, spec: dict, work: Path) -> None:
+    """What a case must give: its exit code, nothing on stdout, stderr exactly one
+    ``softmax: error:`` line holding every expected fragment (``assert_user_error``), and no
+    run directory left behind. Tested on fake outputs in tests/test_helpers.py."""
     assert_user_error(proc, *spec["expect"], code=spec["exit"])
-    assert proc.stdout == ""
+    assert proc.stdout == "", proc.stdout
     assert not (work / "runs").exists(), "a failed run must not create a run directory"

@@ -218,3 +218,22 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypa
         save_checkpoint(tmp_path / "c.npz", model, pre, meta)
     assert (tmp_path / "c.npz").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.npz"]
+
+
+def test_a_faint_lopsided_glyph_is_centred_by_its_mass_and_stretched_to_full_ink(tmp_path):
+    # an "L" whose mass lies far from its bounding box's centre (a heavy upright, a foot and
+    # a flag to the right), in ink only 0.16 darker than grey paper: MNIST's recipe puts the
+    # centre of mass at pixel (14, 14), where centring the box would put it near column 10,
+    # and the ink map stretches the faint ink to full strength (else its peak is 0.26)
+    ink = np.zeros((90, 70), np.float32)
+    ink[10:80, 12:26] = 1.0
+    ink[70:80, 26:58] = 1.0
+    ink[10:16, 26:40] = 1.0
+    Image.fromarray(np.round((0.62 - 0.16 * ink) * 255).astype(np.uint8)).save(tmp_path / "l.png")
+    x = image_to_input(tmp_path / "l.png", (28, 28), 255.0, "mnist").reshape(28, 28)
+    total = x.sum()
+    cy, cx = (x.sum(axis=1) * np.arange(28)).sum() / total, (x.sum(axis=0) * np.arange(28)).sum() / total
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5, (cy, cx)
+    assert x.max() >= 0.95 * 255
+    rows, cols = np.flatnonzero(x.max(axis=1) > 25), np.flatnonzero(x.max(axis=0) > 25)
+    assert 19 <= len(rows) <= 21 and len(cols) < len(rows)   # the long side fits the 20-pixel box

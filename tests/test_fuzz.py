@@ -1,24 +1,32 @@
 """Property tests: arbitrary bytes and arbitrary YAML thrown at every loader.
 
 Each loader must either return a valid result or raise :class:`UserError` (a clean one-line
-message for the CLI); any other exception would reach the user as a traceback.
+message for the CLI); any other exception would reach the user as a traceback. A result is
+checked too (its type, shapes and dtypes): a loader that returned garbage would pass otherwise.
+Each example's file lives in a temporary folder removed after it (the module checks none is left).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
+import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
+from PIL import Image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softmax_cli.checkpoint import load_checkpoint
-from softmax_cli.config import DataConfig, config_from_dict, load_config
+from softmax_cli.config import Config, DataConfig, config_from_dict, load_config
+from softmax_cli.data.dataset import Dataset
+from softmax_cli.data.idx import IDX_DTYPES
 from softmax_cli.data.images import image_to_input
 from softmax_cli.data.sources import load_csv, read_idx
 from softmax_cli.errors import UserError
@@ -35,44 +43,99 @@ blobs = st.one_of(st.binary(max_size=300),
                   st.binary(max_size=100).map(gzip.compress))
 
 
-def outcome(fn, *args):
-    """'ok' or 'user error'; anything else propagates and fails the test."""
+def outcome(fn, *args, check=None):
+    """'ok' (after ``check(result)``, which asserts what a valid result is) or 'user error';
+    anything else propagates and fails the test."""
     try:
-        fn(*args)
-        return "ok"
+        result = fn(*args)
     except UserError as exc:
         assert str(exc) and "\n" not in str(exc).strip()
         return "user error"
+    assert check is not None, f"{fn.__name__} returned {result!r} where an error was expected"
+    check(result)
+    return "ok"
 
 
+ROOT: list[Path] = []     # this module's folder for the examples' files (fixture below)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def examples_folder(tmp_path_factory):
+    """Every example writes under one folder; after the module, each must have removed its own."""
+    ROOT.append(tmp_path_factory.mktemp("fuzz"))
+    yield
+    assert list(ROOT.pop().iterdir()) == [], "a fuzz example left its temporary folder behind"
+
+
+@contextlib.contextmanager
 def in_file(data: bytes, name: str):
-    folder = Path(tempfile.mkdtemp())
-    (folder / name).write_bytes(data)
-    return folder / name
+    """``data`` as the file ``name`` in a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(dir=ROOT[-1]) as folder:
+        (Path(folder) / name).write_bytes(data)
+        yield Path(folder) / name
+
+
+def check_idx(data: bytes):
+    """A checker of read_idx's result for the file ``data``: the header's shape and the stored
+    values, in the header's type but native byte order."""
+    raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+    def check(array):
+        ndim, stored = raw[3], np.dtype(IDX_DTYPES[raw[2]])
+        assert isinstance(array, np.ndarray) and array.dtype.isnative
+        assert array.dtype == stored.newbyteorder("=")
+        assert array.shape == struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+        np.testing.assert_array_equal(array.ravel(), np.frombuffer(raw[4 + 4 * ndim:], stored))
+    return check
+
+
+def check_input_row(row):
+    """image_to_input's row: float32 (784,), finite, in [0, 255], with some ink."""
+    assert isinstance(row, np.ndarray) and row.dtype == np.float32 and row.shape == (784,)
+    assert np.isfinite(row).all() and row.min() >= 0 and 0 < row.max() <= 255
+
+
+def check_config(cfg):
+    assert isinstance(cfg, Config) and isinstance(cfg.data, DataConfig)
+
+
+def check_csv_dataset(ds):
+    """load_csv's Dataset: float32 (n, d) pixels in [0, pixel_max], int64 (n,) labels into
+    the classes, an image shape of d pixels."""
+    assert isinstance(ds, Dataset)
+    n, d = ds.X.shape
+    assert ds.X.dtype == np.float32 and ds.y.dtype == np.int64 and ds.y.shape == (n,) and n > 0
+    assert ds.image_shape[0] * ds.image_shape[1] == d
+    assert np.isfinite(ds.X).all() and ds.X.min() >= 0 and ds.X.max() <= ds.pixel_max
+    assert ds.y.min() >= 0 and ds.y.max() < len(ds.classes) and len(ds.classes) >= 1
 
 
 @FUZZ
 @given(blobs)
 def test_read_idx_on_arbitrary_bytes(data):
-    outcome(read_idx, in_file(data, "x-idx3-ubyte"))
+    with in_file(data, "x-idx3-ubyte") as path:
+        outcome(read_idx, path, check=check_idx(data))
 
 
 @FUZZ
 @given(blobs)
 def test_load_checkpoint_on_arbitrary_bytes(data):
-    assert outcome(load_checkpoint, in_file(data, "model.npz")) == "user error"
+    with in_file(data, "model.npz") as path:
+        assert outcome(load_checkpoint, path) == "user error"
 
 
 @FUZZ
 @given(blobs)
 def test_image_to_input_on_arbitrary_bytes(data):
-    outcome(image_to_input, in_file(data, "img.png"), (28, 28), 255.0, "mnist")
+    with in_file(data, "img.png") as path:
+        outcome(image_to_input, path, (28, 28), 255.0, "mnist", check=check_input_row)
 
 
 @FUZZ
 @given(blobs)
 def test_load_config_on_arbitrary_bytes(data):
-    outcome(load_config, in_file(data, "cfg.yaml"))
+    with in_file(data, "cfg.yaml") as path:
+        outcome(load_config, path, check=check_config)
 
 
 csv_text = st.lists(st.lists(st.one_of(st.integers(-3, 300).map(str), st.sampled_from(["", "nan", "inf", "x", "1.5"])),
@@ -82,9 +145,8 @@ csv_text = st.lists(st.lists(st.one_of(st.integers(-3, 300).map(str), st.sampled
 @FUZZ
 @given(st.one_of(csv_text, st.text(max_size=200)))
 def test_load_csv_on_arbitrary_text(text):
-    path = in_file(text.encode("utf-8", "surrogatepass"), "train.csv")
-    result = outcome(load_csv, DataConfig(source="csv", train=str(path)))
-    assert result in ("ok", "user error")
+    with in_file(text.encode("utf-8", "surrogatepass"), "train.csv") as path:
+        outcome(load_csv, DataConfig(source="csv", train=str(path)), check=check_csv_dataset)
 
 
 yaml_values = st.recursive(
@@ -103,7 +165,7 @@ yaml_values = st.recursive(
 def test_config_from_arbitrary_yaml_documents(doc):
     # through YAML text and back, as a config file would arrive
     text = yaml.safe_dump(doc)
-    outcome(config_from_dict, yaml.safe_load(text), "cfg.yaml")
+    outcome(config_from_dict, yaml.safe_load(text), "cfg.yaml", check=check_config)
 
 
 @FUZZ
@@ -112,7 +174,7 @@ def test_config_from_arbitrary_yaml_documents(doc):
                                                         "val_fraction", "dtype", "dir", "optimizer", "normalize"]),
                                        yaml_values, max_size=4), max_size=4))
 def test_config_sections_with_arbitrary_values(doc):
-    outcome(config_from_dict, doc, "cfg.yaml")
+    outcome(config_from_dict, doc, "cfg.yaml", check=check_config)
 
 
 # ============================================================== hardening (issue 19)
@@ -125,9 +187,8 @@ yaml_words = st.lists(st.sampled_from(["train:", "epochs:", " ", "\n", "  ", "1"
 @given(st.one_of(yaml_words, st.text(max_size=200)))
 def test_load_config_on_arbitrary_yaml_text(text):
     # the strict loader (YAML 1.2 scalars, duplicate keys refused) answers with a line, never a traceback
-    folder = Path(tempfile.mkdtemp())
-    (folder / "cfg.yaml").write_text(text, encoding="utf-8", errors="surrogatepass")
-    outcome(load_config, folder / "cfg.yaml")
+    with in_file(text.encode("utf-8", "surrogatepass"), "cfg.yaml") as path:
+        outcome(load_config, path, check=check_config)
 
 
 json_values = st.recursive(
@@ -143,11 +204,22 @@ META_KEYS = ["format", "format_version", "model", "preprocessing", "classes", "i
 @given(st.dictionaries(st.sampled_from(META_KEYS), json_values, max_size=6), st.integers(0, 3))
 def test_load_checkpoint_with_arbitrary_metadata(changes, nesting):
     # a valid checkpoint whose metadata has keys replaced by arbitrary JSON (deep, huge integers)
+    with tempfile.TemporaryDirectory(dir=ROOT[-1]) as folder:
+        _load_with_metadata(Path(folder), changes, nesting)
+
+
+def check_checkpoint(ckpt):
+    """A checkpoint that loads: its model's parameters are arrays of the sizes it states."""
+    sizes = ckpt.model.sizes
+    assert [p.shape for p in ckpt.model.params] == [s for i in range(len(sizes) - 1)
+                                                     for s in ((sizes[i], sizes[i + 1]), (sizes[i + 1],))]
+
+
+def _load_with_metadata(folder: Path, changes: dict, nesting: int) -> None:
     from softmax_cli.checkpoint import save_checkpoint
     from softmax_cli.data.prepare import Preprocessor
     from softmax_cli.nn import MLP
 
-    folder = Path(tempfile.mkdtemp())
     save_checkpoint(folder / "c.npz", MLP([4, 3, 2], rng=np.random.default_rng(0)),
                     Preprocessor(np.zeros(4), np.ones(4), 255.0, "global"),
                     {"classes": ["a", "b"], "image_shape": [2, 2], "image_style": "mnist", "config": {}})
@@ -159,7 +231,7 @@ def test_load_checkpoint_with_arbitrary_metadata(changes, nesting):
         depth = [10**5, 65, 10][nesting - 1]
         text = text[:-1] + ', "deep": ' + "[" * depth + "]" * depth + "}"
     np.savez(folder / "c.npz", **{**arrays, "metadata": np.array(text)})
-    outcome(load_checkpoint, folder / "c.npz")
+    outcome(load_checkpoint, folder / "c.npz", check=check_checkpoint)
 
 
 @FUZZ
@@ -189,3 +261,53 @@ def test_json_output_is_always_strict_json(value):
         raise ValueError(constant)
 
     json.loads(dumps({"result": value}), parse_constant=refuse)
+
+
+# ============================================================== well-formed inputs: always "ok"
+# (arbitrary bytes are next to never valid, so the checks above rarely see a result: these
+# strategies make valid files of every kind, whose results must pass the same checks)
+@st.composite
+def idx_files(draw) -> bytes:
+    """An IDX file of any element type and a shape of 1 to 3 dimensions, raw or gzipped."""
+    code = draw(st.sampled_from(sorted(IDX_DTYPES)))
+    shape = draw(st.lists(st.integers(0, 4), min_size=1, max_size=3))
+    size = int(np.prod(shape)) * np.dtype(IDX_DTYPES[code]).itemsize
+    data = bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+    data += draw(st.binary(min_size=size, max_size=size))
+    return gzip.compress(data) if draw(st.booleans()) else data
+
+
+@FUZZ
+@given(idx_files())
+def test_read_idx_reads_any_well_formed_file_exactly(data):
+    with in_file(data, "x-idx3-ubyte") as path:
+        assert outcome(read_idx, path, check=check_idx(data)) == "ok"
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 3), st.lists(st.integers(0, 255), min_size=4, max_size=4)),
+                min_size=2, max_size=6))
+def test_load_csv_reads_any_well_formed_table(rows):
+    rows = [(0, rows[0][1]), (1, rows[1][1]), *rows[2:]]        # a classifier needs two classes
+    text = "".join(",".join(map(str, [label, *pixels])) + "\n" for label, pixels in rows)
+    with in_file(text.encode(), "train.csv") as path:
+        ds = []
+        assert outcome(load_csv, DataConfig(source="csv", train=str(path), label_column="first"),
+                       check=lambda d: (check_csv_dataset(d), ds.append(d))) == "ok"
+    np.testing.assert_array_equal(ds[0].X, [pixels for _, pixels in rows])
+    assert [ds[0].classes[i] for i in ds[0].y] == [str(label) for label, _ in rows]
+
+
+@FUZZ
+@given(st.integers(20, 60), st.integers(20, 60), st.integers(120, 255), st.integers(60, 120),
+       st.tuples(st.floats(0.2, 0.4), st.floats(0.2, 0.4), st.floats(0.6, 0.8), st.floats(0.6, 0.8)))
+def test_image_to_input_maps_any_clear_mark_to_a_row(height, width, paper, contrast, box):
+    gray = np.full((height, width), paper, np.uint8)
+    top, left, bottom, right = (round(f * n) for f, n in zip(box, (height, width, height, width)))
+    stroke = max(2, min(height, width) // 12)
+    gray[top:bottom, left:right] = paper - contrast               # a dark outline well inside the frame: a "0"
+    gray[top + stroke:bottom - stroke, left + stroke:right - stroke] = paper
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, format="PNG")
+    with in_file(buffer.getvalue(), "img.png") as path:
+        assert outcome(image_to_input, path, (28, 28), 255.0, "mnist", check=check_input_row) == "ok"

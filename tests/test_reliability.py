@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CONFIGS, SOFTMAX, assert_user_error, run_softmax
+from conftest import CONFIGS, assert_user_error, run_softmax
 
 # long enough to be interrupted mid-way (batches of 4), with the shipped config's dropout,
 # augmentation and cosine schedule, whose random draws and lr must resume exactly too
@@ -43,34 +43,76 @@ def assert_same_run(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
 
 
-def wait_for_epochs(run_dir: Path, proc: subprocess.Popen, epochs: int, timeout: float = 120) -> None:
+# The real command with a callback of its own added to the run's (tests only): it sends
+# itself a signal at the end of an epoch, or waits after a batch of an epoch for a signal
+# from outside, so that where the signal lands is known, never left to timing.
+#   python -c HOOKED at-epoch-end EPOCH SIGNAL train ...   signal at the end of epoch EPOCH
+#   python -c HOOKED mid-epoch EPOCH ROWS:MARKER train ... after ROWS rows of epoch EPOCH,
+#                                                           touch MARKER and wait for a signal
+HOOKED = """
+import os, signal, sys, time
+from pathlib import Path
+from softmax_cli.engine.callbacks import Callback
+from softmax_cli.engine.loop import Trainer
+
+mode, epoch, arg = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+
+class AtEpochEnd(Callback):
+    def on_epoch_end(self, state, metrics):          # after the run's own (files written)
+        if state.epoch == epoch:
+            os.kill(os.getpid(), signal.Signals[arg])
+
+class WaitMidEpoch(Callback):
+    def on_batch_end(self, state, rows_done, loss_sum):
+        rows, marker = arg.split(":", 1)
+        if state.epoch + 1 == epoch and rows_done == int(rows):
+            arrived = []
+            for sig in (signal.SIGINT, signal.SIGTERM):   # the run's handlers, and note the arrival
+                handler = signal.getsignal(sig)
+                signal.signal(sig, lambda n, f, h=handler: (arrived.append(n), h(n, f)))
+            Path(marker).touch()
+            deadline = time.monotonic() + 120
+            while not arrived and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+hook = {"at-epoch-end": AtEpochEnd, "mid-epoch": WaitMidEpoch}[mode]()
+real = Trainer.standard_callbacks
+Trainer.standard_callbacks = lambda self, *a, **k: [*real(self, *a, **k), hook]
+from softmax_cli.cli import main
+sys.argv = ["softmax", *sys.argv[4:]]
+main()
+"""
+
+
+def wait_for(marker: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "training ended before it could be interrupted"
-        try:
-            if len((run_dir / "metrics.csv").read_text().splitlines()) > epochs:
-                return
-        except FileNotFoundError:
-            pass
+    while not marker.exists():
+        assert proc.poll() is None, ("training ended before it could be interrupted", proc.communicate())
+        assert time.monotonic() < deadline, "training made no progress"
         time.sleep(0.02)
-    raise AssertionError("training made no progress")
+
+
+def train_state(checkpoint: Path) -> dict:
+    return json.loads(str(np.load(checkpoint)["metadata"]))["train_state"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_run_resumes_to_the_same_weights_and_metrics(tmp_path, sig):
-    proc = subprocess.Popen([SOFTMAX, "train", str(CONFIGS / "digits.yaml"), *LONG, "--set", "name=cut"],
+    # the signal comes from outside while epoch 4 waits after its 100th batch (400 rows)
+    marker = tmp_path / "waiting"
+    proc = subprocess.Popen([sys.executable, "-c", HOOKED, "mid-epoch", "4", f"400:{marker}", "train",
+                             str(CONFIGS / "digits.yaml"), *LONG, "--set", "name=cut"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "runs" / "cut"
-    wait_for_epochs(run, proc, 3)
-    time.sleep(0.03)                      # most likely in the middle of an epoch
+    wait_for(marker, proc)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    assert f"softmax: interrupted: {sig.name} in epoch" in stderr
+    assert f"softmax: interrupted: {sig.name} in epoch 4 after 400 of 1293 training images" in stderr
     assert "softmax train --resume" in stderr and "last.npz" in stderr
-    state = json.loads(str(np.load(run / "last.npz")["metadata"]))["train_state"]
-    assert 3 <= state["epoch"] < 8
+    state = train_state(run / "last.npz")
+    assert (state["epoch"], state["rows_done"]) == (3, 400)           # where it landed: mid-epoch
     assert not list(run.glob(".*.tmp"))
     with Image.open(run / "curves.png") as im:      # drawn on the interrupt, whole
         im.load()
@@ -361,6 +403,23 @@ def test_an_interrupt_before_the_last_batch_resumes_to_the_uninterrupted_run(sho
     assert proc.returncode == 130, proc.stderr
     assert "softmax: interrupted: SIGINT in epoch 3 after 1280 of 1293 training images" in proc.stderr
     run = tmp_path / "runs" / "digits"
+    resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(run, short_run)
+
+
+def test_an_interrupt_at_an_epoch_boundary_resumes_to_the_uninterrupted_run(short_run, tmp_path, epoch=2):
+    # sent by a callback at the end of an epoch: last.npz holds no partial epoch (rows_done 0,
+    # as after a kill -9), so the resumed run must take up the generator where the epoch left it
+    proc = subprocess.run([sys.executable, "-c", HOOKED, "at-epoch-end", str(epoch), "SIGTERM", "train",
+                           str(CONFIGS / "digits.yaml"), *SHORT], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 130, proc.stderr
+    assert f"softmax: interrupted: SIGTERM in epoch {epoch + 1} after 0 of 1293 training images" in proc.stderr
+    run = tmp_path / "runs" / "digits"
+    state = train_state(run / "last.npz")
+    assert (state["epoch"], state["rows_done"]) == (epoch, 0)          # where it landed: the boundary
+    assert len(metrics(run)) == epoch
     resumed = run_softmax("train", "--resume", run / "last.npz", "--quiet", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(run, short_run)

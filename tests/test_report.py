@@ -263,3 +263,89 @@ def test_inspect_shows_a_checkpoint_with_little_metadata(tmp_path):
     assert "MLP 4-3: no hidden layer (softmax regression)" in proc.stdout
     assert "parameters        15\n" in proc.stdout
     assert "metrics           (not recorded)" in proc.stdout
+
+
+# ------------------------------------------------------- what each picture shows, not only that it is one
+# A PNG that is the right size and not blank could still show the wrong numbers: these tests
+# keep each figure as it is saved and read back the data its artists draw.
+@pytest.fixture
+def drawn(monkeypatch) -> dict:
+    """``{file name: matplotlib figure}`` of every picture saved while the test runs (each is
+    still written, by the real ``_save``)."""
+    import softmax_cli.report as report
+
+    figures, real = {}, report._save
+
+    def keep(fig, path):
+        figures[Path(path).name] = fig
+        real(fig, path)
+
+    monkeypatch.setattr(report, "_save", keep)
+    return figures
+
+
+def test_the_curves_plot_each_metric_of_each_split_and_mark_the_best_epoch(tmp_path, drawn):
+    from softmax_cli.report import plot_curves
+
+    plot_curves(tmp_path / "curves.png", ROWS, 3, "val_loss")
+    open_png(tmp_path / "curves.png", (1000, 400))
+    loss, acc = drawn["curves.png"].axes
+    for ax, what in ((loss, "loss"), (acc, "acc")):
+        train, val, ring = ax.lines[:3]
+        np.testing.assert_array_equal(train.get_xdata(), range(1, 9))
+        np.testing.assert_allclose(train.get_ydata(), [r[f"train_{what}"] for r in ROWS])
+        np.testing.assert_allclose(val.get_ydata(), [r[f"val_{what}"] for r in ROWS])
+        assert (list(ring.get_xdata()), list(ring.get_ydata())) == ([3], [ROWS[2][f"val_{what}"]])
+        assert list(ax.lines[3].get_xdata()) == [3, 3]                   # the best epoch's dashed line
+    assert loss.get_yscale() == "log" and acc.get_yscale() == "linear"
+
+
+def _evaluation(rng, n=40, k=3):
+    """An evaluation of ``n`` 8x8 images of ``k`` classes as ``softmax eval`` makes it, with a
+    calibration temperature (so the reliability diagram has both series)."""
+    from types import SimpleNamespace
+
+    from softmax_cli.metrics import class_report, reject_report
+    from softmax_cli.nn import softmax
+
+    logits = rng.normal(0, 2, (n, k))
+    y_true = rng.integers(0, k, n)
+    proba = softmax(logits, 2.0)
+    y_pred = proba.argmax(axis=1)
+    ev = SimpleNamespace(y_true=y_true, y_pred=y_pred, proba=proba, logits=logits, temperature=2.0,
+                         loss=1.0, accuracy=float(np.mean(y_true == y_pred)), ece=0.1,
+                         images=rng.uniform(0, 1, (n, 8, 8)))
+    return ev, class_report(ev, [str(c) for c in range(k)]), reject_report(ev)
+
+
+def test_the_report_pictures_show_the_evaluations_numbers(tmp_path, drawn):
+    from sklearn.metrics import confusion_matrix
+
+    from softmax_cli.calibration import reliability_bins
+    from softmax_cli.nn import softmax
+    from softmax_cli.report import most_confident_mistakes, write_report
+
+    ev, report, rejects = _evaluation(np.random.default_rng(5))
+    write_report(tmp_path / "r", ev, classes=["0", "1", "2"], report=report, rejects=rejects,
+                 checkpoint="m.npz", data="test data", split="test")
+
+    counts, fractions = (ax.images[0].get_array() for ax in drawn["confusion_matrix.png"].axes)
+    np.testing.assert_array_equal(counts, confusion_matrix(ev.y_true, ev.y_pred))   # rows: true class
+    np.testing.assert_allclose(fractions, confusion_matrix(ev.y_true, ev.y_pred, normalize="true"))
+
+    picked = most_confident_mistakes(ev.y_true, ev.y_pred, ev.proba, 24)
+    tiles = [ax for ax in drawn["errors.png"].axes if ax.images]
+    assert len(tiles) == len(picked) > 0
+    for ax, i in zip(tiles, picked):
+        np.testing.assert_array_equal(ax.images[0].get_array(), ev.images[i])
+        assert ax.get_title() == f"true {ev.y_true[i]}\npred {ev.y_pred[i]} ({ev.proba[i, ev.y_pred[i]]:.2f})"
+
+    top, bottom = drawn["reliability.png"].axes
+    for series, bins in enumerate((reliability_bins(softmax(ev.logits), ev.y_true),   # before T
+                                   reliability_bins(ev.proba, ev.y_true))):          # with T
+        used = bins.count > 0
+        heights = [[bar.get_height() for bar in container] for ax in (top, bottom)
+                   for container in [ax.containers[series]]]
+        np.testing.assert_allclose(heights[0], bins.accuracy[used])
+        np.testing.assert_array_equal(heights[1], bins.count[used])
+    open_png(tmp_path / "r" / "reliability.png", (800, 700))
