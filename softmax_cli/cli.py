@@ -97,6 +97,8 @@ def _handle_errors(func):
         except KeyboardInterrupt:
             _err(_interrupted_line())
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort):
+            raise                           # a command's own ending (click's Exit is a RuntimeError)
         except Exception:
             # a signal's KeyboardInterrupt raised inside a library that turns it into another
             # error (an import Pillow makes of its plugins: a RuntimeError) is still the signal

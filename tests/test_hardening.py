@@ -345,6 +345,14 @@ def test_an_error_a_signal_caused_in_a_library_is_reported_as_the_interrupt(monk
     assert exc.value.exit_code == 130
     assert capsys.readouterr().err == "softmax: interrupted (SIGTERM)\n"
 
+    @cli._handle_errors
+    def stops_on_its_own():             # serve and tune say the interrupt their own way
+        raise typer.Exit(130)
+
+    with pytest.raises(typer.Exit):
+        stops_on_its_own()
+    assert capsys.readouterr().err == ""
+
 
 # ======================================================================= spreadsheet CSV
 @pytest.mark.parametrize("value, cell", [

@@ -134,14 +134,16 @@ def test_an_interrupted_run_resumes_its_weight_average_bit_for_bit(tmp_path):
     """train.ema: last.npz keeps the average beside the weights, and an interrupted run's
     best.npz (the average) is what the resumed one compares against."""
     args = [*LONG, "--set", "train.ema=0.99"]
-    proc = subprocess.Popen([SOFTMAX, "train", str(CONFIGS / "digits.yaml"), *args, "--set", "name=cut"],
+    marker = tmp_path / "waiting"              # the signal lands after 400 rows of epoch 4
+    proc = subprocess.Popen([sys.executable, "-c", HOOKED, "mid-epoch", "4", f"400:{marker}", "train",
+                             str(CONFIGS / "digits.yaml"), *args, "--set", "name=cut"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = tmp_path / "runs" / "cut"
-    wait_for_epochs(run, proc, 3)
-    time.sleep(0.03)
+    wait_for(marker, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
+    assert (train_state(run / "last.npz")["epoch"], train_state(run / "last.npz")["rows_done"]) == (3, 400)
     saved = arrays(run / "last.npz")
     assert {"opt_ema0", "opt_ema1", "opt_ema2", "opt_ema3"} <= saved.keys()
     assert not np.array_equal(saved["opt_ema0"], saved["W0"].reshape(-1))      # the average, not the weights
