@@ -6,6 +6,7 @@ running, 2 bad usage or bad input (one line naming the file and the problem), 13
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import json
@@ -56,6 +57,22 @@ def _install_signal_handlers() -> None:
     if threading.current_thread() is threading.main_thread():
         for name in _SIGNALS:
             signal.signal(getattr(signal, name), _interrupt)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT, SIGTERM and SIGHUP until the block ends (``signal.pthread_sigmask``).
+
+    For imports of native extensions: a KeyboardInterrupt raised while a pybind11 module
+    initialises can leave it half-made, and the process then dies of a segmentation fault
+    (seen: SIGTERM during ``import onnx``, exit -11 and no message). Held, the signal arrives
+    right after the import, as an ordinary interrupt (exit 130, one line)."""
+    held = {getattr(signal, name) for name in _SIGNALS}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _interrupted_line() -> str:
@@ -673,6 +690,9 @@ def export_(checkpoint: Path = typer.Argument(..., help="A .npz checkpoint (e.g.
     if format_ != "onnx":
         raise UserError(f"--format: expected onnx, got {format_!r}")
     _needs("export", "onnx", "onnxruntime")
+    with _signals_deferred():
+        import onnx  # noqa: F401  (native extensions, imported whole before a signal is taken)
+        import onnxruntime  # noqa: F401
     from . import export
     from .checkpoint import load_checkpoint
     from .predict import check_output, write_new_file

@@ -177,7 +177,9 @@ def test_a_failed_verification_writes_nothing_and_exits_1(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_export_is_exit_130_and_one_line(mnist_run, tmp_path, sig):
-    """Sent while the export reads the MNIST test split for --verify (after onnx is loaded)."""
+    """Sent as soon as onnx's native extension is mapped: during its import, which a signal
+    once crashed (exit -11, no message; the import now holds signals until it is done), or
+    after, while --verify reads the MNIST test split."""
     target = tmp_path / "m.onnx"
     proc = subprocess.Popen([SOFTMAX, "export", mnist_run["best_checkpoint"], "--verify", "-o", str(target)],
                             cwd=mnist_run["cwd"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
