@@ -67,6 +67,9 @@ def _signals_deferred():
     initialises can leave it half-made, and the process then dies of a segmentation fault
     (seen: SIGTERM during ``import onnx``, exit -11 and no message). Held, the signal arrives
     right after the import, as an ordinary interrupt (exit 130, one line)."""
+    if not hasattr(signal, "pthread_sigmask"):       # Windows: no signal masks to hold them with
+        yield
+        return
     held = {getattr(signal, name) for name in _SIGNALS}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
