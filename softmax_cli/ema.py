@@ -58,8 +58,6 @@ class WeightAverage:
         Raises:
             ValueError: an array is missing or has the wrong size or dtype.
         """
-        for key, own in self.state_arrays().items():
-            given = arrays.get(key)
-            if given is None or given.shape != own.shape or given.dtype != own.dtype:
-                raise ValueError(f"weight average {key!r} missing or not {own.dtype} of shape {own.shape}")
-            own[...] = given
+        from .optim import restore_arrays
+
+        restore_arrays(self.state_arrays(), arrays, "weight average")

@@ -67,6 +67,20 @@ def _adam_kernel(p, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2,
         p[i] = shrink * p[i] - lr_m_hat * mi / (np.sqrt(vi * v_hat_scale) + eps)
 
 
+def restore_arrays(own: dict[str, np.ndarray], arrays: dict[str, np.ndarray], what: str) -> None:
+    """Copy ``arrays[key]`` into each array of ``own`` in place (a resumed run's training
+    state: optimiser moments, the weight average); each must have the same shape and dtype.
+
+    Raises:
+        ValueError: ``"<what> '<key>' missing or not <dtype> of shape <shape>"``.
+    """
+    for key, target in own.items():
+        given = arrays.get(key)
+        if given is None or given.shape != target.shape or given.dtype != target.dtype:
+            raise ValueError(f"{what} {key!r} missing or not {target.dtype} of shape {target.shape}")
+        target[...] = given
+
+
 class Optimizer:
     """Base class: holds the parameters and which of them get weight decay.
 
@@ -109,11 +123,7 @@ class Optimizer:
         Raises:
             ValueError: an array is missing or has the wrong size or dtype.
         """
-        for key, own in self.state_arrays().items():
-            given = arrays.get(key)
-            if given is None or given.shape != own.shape or given.dtype != own.dtype:
-                raise ValueError(f"optimizer state {key!r} missing or not {own.dtype} of shape {own.shape}")
-            own[...] = given
+        restore_arrays(self.state_arrays(), arrays, "optimizer state")
         self.t = int(t)
 
     def step(self, grads: list[np.ndarray]) -> None:
